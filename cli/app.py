@@ -1,0 +1,127 @@
+"""The `modelreg` command: a thin typer front end over the `registry` library.
+
+Each command parses its arguments, calls one library function and renders the
+result. Imports of heavy modules happen inside commands, so `--help`, push and
+pull never import tensorflow.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from cli import model_commands, remote_commands
+from cli.context import AcceptHostKey, JsonOption, RemoteOption, ref_of, resolve
+from cli.errors import EXIT_CODES_HELP, State, handle_errors
+from cli.output import human_size, print_json, progress_reporter, stdout
+from registry.config import Settings
+
+app = typer.Typer(
+    name="modelreg",
+    help="Ship trained models verified: bundle, push, pull and load with sha256 checks.\n\n"
+         + EXIT_CODES_HELP,
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(remote_commands.remote_app, name="remote")
+
+
+
+@app.callback()
+def root(debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
+         quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or notes.")) -> None:
+    State.debug, State.quiet = debug, quiet
+
+
+@app.command()
+@handle_errors
+def push(ref: str = typer.Argument(..., help="[NAME:]VERSION, e.g. v9"),
+         remote: Optional[str] = RemoteOption, accept_new_host_key: bool = AcceptHostKey) -> None:
+    """Upload a cached version: missing blobs first, the manifest last (create-only)."""
+    from registry.transfer import push as push_version
+
+    settings, spec = resolve(remote, accept_new_host_key)
+    with progress_reporter(State.quiet) as reporter:
+        result = push_version(settings, ref_of(settings, ref), spec, reporter=reporter)
+    if result.already_published:
+        stdout.print(f"{result.manifest.ref} is already on {result.remote} with the same manifest "
+                     f"({result.manifest.digest[:12]}): nothing to do.", highlight=False)
+        return
+    sent = sum(e.size for e in result.uploaded)
+    stdout.print(f"Pushed {result.manifest.ref} to {result.remote}: {len(result.uploaded)} blob(s) "
+                 f"uploaded ({human_size(sent)}), {len(result.skipped)} already there; manifest "
+                 f"{result.manifest.digest[:12]}.", highlight=False)
+
+
+@app.command()
+@handle_errors
+def pull(ref: str = typer.Argument(..., help="[NAME:]VERSION or a tag"),
+         dest: Optional[Path] = typer.Option(None, "--dest", "-d",
+                                             help="Also write the files here under their original names."),
+         remote: Optional[str] = RemoteOption, accept_new_host_key: bool = AcceptHostKey) -> None:
+    """Download a version into the verified local cache (and optionally into --dest)."""
+    from registry.transfer import pull as pull_version
+
+    settings, spec = resolve(remote, accept_new_host_key)
+    with progress_reporter(State.quiet) as reporter:
+        result = pull_version(settings, ref_of(settings, ref), spec, dest=dest, reporter=reporter)
+    got = sum(e.size for e in result.downloaded)
+    where = f" and wrote it to {result.dest}" if result.dest else ""
+    stdout.print(f"Pulled {result.manifest.ref} from {result.remote}: {len(result.downloaded)} blob(s) "
+                 f"downloaded ({human_size(got)}), {len(result.cached)} already cached, all verified"
+                 f"{where}.", highlight=False)
+
+
+@app.command()
+@handle_errors
+def tag(ref: str = typer.Argument(..., help="The version (or tag) to point at"),
+        tag_name: str = typer.Argument(..., metavar="TAG", help="Tag name, e.g. production"),
+        remote: Optional[str] = RemoteOption, accept_new_host_key: bool = AcceptHostKey) -> None:
+    """Point TAG at a version on the remote (tags move; versions never change)."""
+    from registry.layout import check_name
+    from registry.transfer import tag as tag_version
+
+    settings, spec = resolve(remote, accept_new_host_key)
+    new_tag = tag_version(settings, ref_of(settings, ref), check_name(tag_name, "tag"), spec)
+    stdout.print(f"Tag {new_tag.name}:{new_tag.tag} -> {new_tag.version} (manifest "
+                 f"{new_tag.manifest_sha256[:12]}) on {spec.label}.", highlight=False)
+
+
+@app.command()
+@handle_errors
+def verify(target: str = typer.Argument(..., help="A cached version (v9) or a directory from pull --dest"),
+           json_output: bool = JsonOption) -> None:
+    """Re-hash a cached version, or a directory against its manifest.json / SHA256SUMS."""
+    from registry.cache import Cache
+    from registry.verify import verify_cached, verify_directory
+
+    settings = Settings.resolve()
+    with progress_reporter(State.quiet or json_output) as reporter:
+        if Path(target).is_dir():
+            report = verify_directory(Path(target), reporter=reporter)
+        else:
+            report = verify_cached(Cache(settings.cache_dir), ref_of(settings, target), reporter=reporter)
+    if json_output:
+        print_json({"subject": report.subject, "ok": report.ok, "untracked": list(report.untracked),
+                    "files": [{"path": c.path, "sha256": c.actual, "ok": c.ok} for c in report.checks]})
+        return
+    for check in report.checks:
+        stdout.print(f"OK  {check.path}  {check.expected}", highlight=False)
+    for path in report.untracked:
+        stdout.print(f"??  {path}  (not in the manifest)", highlight=False)
+    stdout.print(f"All {len(report.checks)} file(s) of {report.subject} verified.", highlight=False)
+
+
+app.command("list")(handle_errors(remote_commands.list_versions))
+app.command("show")(handle_errors(remote_commands.show))
+app.command("ingest")(handle_errors(model_commands.ingest))
+# app.command("train")(handle_errors(model_commands.train))
+# app.command("predict")(handle_errors(model_commands.predict))
+# app.command("demo-data")(handle_errors(model_commands.demo_data))
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,25 @@
+"""Options shared by several commands, and the settings/remote resolution they all start with."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+
+from registry.config import RemoteSpec, Settings
+from registry.refs import Ref, parse_ref
+
+RemoteOption = typer.Option(None, "--remote", "-r", help="Remote name or URL (default: "
+                            "$MODELREG_REMOTE, the configured default, else the local registry).")
+AcceptHostKey = typer.Option(False, "--accept-new-host-key",
+                             help="SSH only: trust and record an unknown host key (like OpenSSH accept-new).")
+JsonOption = typer.Option(False, "--json", help="Print machine-readable JSON.")
+
+
+def resolve(remote: Optional[str], accept_new_host_key: bool = False) -> tuple[Settings, RemoteSpec]:
+    settings = Settings.resolve()
+    return settings, settings.remote(remote, accept_new_host_key=accept_new_host_key or None)
+
+
+def ref_of(settings: Settings, text: str) -> Ref:
+    return parse_ref(text, settings.default_model)

@@ -1,0 +1,108 @@
+"""`modelreg remote add|list`, `modelreg list` and `modelreg show`."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+from rich.table import Table
+
+from cli.context import AcceptHostKey, JsonOption, RemoteOption, ref_of, resolve
+from cli.errors import handle_errors
+from cli.output import human_size, print_json, stdout
+from registry.config import Settings, add_remote
+
+remote_app = typer.Typer(help="Named remotes (stored in the config file; never credentials).",
+                         no_args_is_help=True)
+
+
+@remote_app.command("add")
+@handle_errors
+def remote_add(name: str = typer.Argument(..., help="A short name, e.g. team"),
+               url: str = typer.Argument(..., help="file:///path, s3://bucket/prefix or ssh://user@host:port/path"),
+               endpoint_url: Optional[str] = typer.Option(None, help="S3: endpoint of an S3-compatible store."),
+               region: Optional[str] = typer.Option(None, help="S3: region."),
+               profile: Optional[str] = typer.Option(None, help="S3: AWS profile for credentials."),
+               addressing_style: Optional[str] = typer.Option(None, help="S3: path, virtual or auto."),
+               identity_file: Optional[str] = typer.Option(None, help="SSH: private key file."),
+               default: bool = typer.Option(False, "--default", help="Make this the default remote.")) -> None:
+    """Add or replace a named remote."""
+    settings = Settings.resolve()
+    options = {"endpoint_url": endpoint_url, "region": region, "profile": profile,
+               "addressing_style": addressing_style, "identity_file": identity_file}
+    spec = add_remote(settings, name, url, options=options, make_default=default)
+    stdout.print(f"Remote {spec.name} -> {spec.url}{' (default)' if default else ''} saved in "
+                 f"{settings.config_path}.", highlight=False)
+
+
+@remote_app.command("list")
+@handle_errors
+def remote_list(json_output: bool = JsonOption) -> None:
+    """Show the configured remotes and which one is the default."""
+    settings = Settings.resolve()
+    local = settings.remote(None) if not settings.default_remote else None
+    rows = [{"name": spec.name, "url": spec.url, "options": spec.options,
+             "default": spec.name == settings.default_remote} for spec in settings.remotes.values()]
+    if json_output:
+        print_json({"remotes": rows, "default": settings.default_remote,
+                    "local_registry": settings.local_registry.as_uri()})
+        return
+    table = Table("name", "url", "options", "default")
+    for row in rows:
+        options = ", ".join(f"{k}={v}" for k, v in row["options"].items())
+        table.add_row(row["name"], row["url"], options, "yes" if row["default"] else "")
+    stdout.print(table)
+    if local is not None:
+        stdout.print(f"No default remote: commands use the local registry {local.url}.", highlight=False)
+
+
+def list_versions(name: Optional[str] = typer.Argument(None, help="Only this model name"),
+                  remote: Optional[str] = RemoteOption, accept_new_host_key: bool = AcceptHostKey,
+                  json_output: bool = JsonOption) -> None:
+    """List the versions on a remote with their tags and sizes."""
+    from registry.catalog import list_remote
+
+    settings, spec = resolve(remote, accept_new_host_key)
+    infos = list_remote(settings, spec, name)
+    if json_output:
+        print_json({"remote": spec.label, "versions": [info.to_dict() for info in infos]})
+        return
+    if not infos:
+        stdout.print(f"No versions on {spec.label} yet.", highlight=False)
+        return
+    table = Table("model", "version", "tags", "size", "created", "manifest", "cached",
+                  title=f"{spec.label}")
+    for info in infos:
+        m = info.manifest
+        table.add_row(m.name, m.version, ", ".join(info.tags), human_size(m.total_size), m.created,
+                      info.digest[:12], "yes" if info.cached else "")
+    stdout.print(table)
+
+
+def show(ref: str = typer.Argument(..., help="[NAME:]VERSION or a tag"),
+         remote: Optional[str] = RemoteOption, accept_new_host_key: bool = AcceptHostKey,
+         json_output: bool = JsonOption) -> None:
+    """Show one version: files, sizes, digests, model, metrics and tags."""
+    from registry.catalog import describe
+
+    settings, spec = resolve(remote, accept_new_host_key)
+    info = describe(settings, ref_of(settings, ref), spec)
+    if json_output:
+        print_json(info.to_dict())
+        return
+    m = info.manifest
+    stdout.print(f"[bold]{m.ref}[/]  manifest sha256 {info.digest}", highlight=False)
+    stdout.print(f"created {m.created}  at {info.location}  tags: {', '.join(info.tags) or '-'}",
+                 highlight=False)
+    files = Table("path", "role", "size", "sha256")
+    for entry in m.files:
+        files.add_row(entry.path, entry.role, human_size(entry.size), entry.sha256)
+    stdout.print(files)
+    stdout.print(f"model: {m.model.get('family')}  input {m.model.get('input_shape')}  "
+                 f"{len(m.model.get('labels', []))} labels: {', '.join(m.model.get('labels', []))}",
+                 highlight=False)
+    if m.metrics:
+        metrics = Table("metric", "value", title="metrics")
+        for key, value in sorted(m.metrics.items()):
+            metrics.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
+        stdout.print(metrics)

@@ -1,0 +1,34 @@
+"""modelreg: verified model bundles on local, S3 and SSH registries.
+
+    import registry
+    bundle = registry.load("v9")          # pull if needed, verify, build, load weights
+    bundle.predict(features)              # [(label, probabilities)] per input
+
+Heavy parts (boto3, paramiko, tensorflow) are imported only when used.
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "load": ("registry.loading", "load"),
+    "LoadedModel": ("registry.loading", "LoadedModel"),
+    "push": ("registry.transfer", "push"),
+    "pull": ("registry.transfer", "pull"),
+    "Settings": ("registry.config", "Settings"),
+    "RegistryError": ("registry.errors", "RegistryError"),
+    "IntegrityError": ("registry.errors", "IntegrityError"),
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        module_name, attribute = _LAZY[name]
+        return getattr(importlib.import_module(module_name), attribute)
+    raise AttributeError(f"module 'registry' has no attribute {name!r}")
+
+
+__all__ = ["__version__", *_LAZY]

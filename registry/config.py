@@ -1,0 +1,189 @@
+"""Configuration resolved once: CLI flags > MODELREG_* environment > config file > defaults.
+
+`Settings.resolve()` is the only place that reads the environment or the config
+file; every other module receives a `Settings` (or a `RemoteSpec`) as an argument.
+The config file is TOML (`config.toml` in the config directory):
+
+    default_model = "emotion"
+    default_remote = "team"
+    data_dirs = ["/data/wav2vec"]
+    trusted_keys = ["/etc/modelreg/release.pub"]
+
+    [remotes.team]
+    url = "s3://models/speech"
+    endpoint_url = "https://minio.internal:9000"
+
+Credentials are never stored here: S3 uses boto3's own chain, SSH uses ~/.ssh and the agent.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import platformdirs
+
+from registry.errors import ConfigError, UsageError
+
+APP = "modelreg"
+DEFAULT_MODEL_NAME = "emotion"
+REMOTE_OPTION_KEYS = ("endpoint_url", "region", "profile", "addressing_style",
+                      "identity_file", "known_hosts")
+URL_SCHEMES = ("file", "s3", "ssh")
+
+
+@dataclass(frozen=True)
+class RemoteSpec:
+    """A registry location: its URL plus backend options (endpoint, region, key file...)."""
+
+    url: str
+    name: str | None = None
+    options: dict = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        return f"{self.name} ({self.url})" if self.name else self.url
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a command needs to know about where things are."""
+
+    config_path: Path
+    cache_dir: Path
+    local_registry: Path
+    workspace: Path
+    default_model: str = DEFAULT_MODEL_NAME
+    default_remote: str | None = None
+    remotes: dict = field(default_factory=dict)
+    data_dirs: tuple = ()
+    data_dir_env: str | None = None
+    trusted_keys: tuple = ()
+    signing_key: str | None = None
+    ssh_passphrase: str | None = field(default=None, repr=False)
+
+    @property
+    def known_hosts_path(self) -> Path:
+        """modelreg's own known_hosts, where `--accept-new-host-key` records keys."""
+        return self.config_path.parent / "known_hosts"
+
+    @classmethod
+    def resolve(cls, env: dict | None = None, workspace: Path | None = None) -> "Settings":
+        """Build settings from the environment (default: os.environ) and the config file."""
+        env = dict(os.environ if env is None else env)
+        home = env.get("MODELREG_HOME")
+        if home:
+            base = Path(home).expanduser()
+            config_dir, cache_dir, data_dir = base, base / "cache", base
+        else:
+            config_dir = Path(platformdirs.user_config_dir(APP))
+            cache_dir = Path(platformdirs.user_cache_dir(APP))
+            data_dir = Path(platformdirs.user_data_dir(APP))
+        config_path = Path(env.get("MODELREG_CONFIG") or config_dir / "config.toml")
+        data = read_config_file(config_path)
+        remotes = {}
+        for name, table in (data.get("remotes") or {}).items():
+            if not isinstance(table, dict) or "url" not in table:
+                raise ConfigError(f"Remote {name!r} in {config_path} has no url: "
+                                  f"run 'modelreg remote add {name} URL' to fix it.")
+            options = {k: v for k, v in table.items() if k != "url"}
+            remotes[name] = RemoteSpec(url=str(table["url"]), name=name, options=options)
+        return cls(
+            config_path=config_path,
+            cache_dir=Path(env.get("MODELREG_CACHE") or cache_dir),
+            local_registry=data_dir / "registry",
+            workspace=Path(workspace or Path.cwd()),
+            default_model=env.get("MODELREG_MODEL") or data.get("default_model") or DEFAULT_MODEL_NAME,
+            default_remote=env.get("MODELREG_REMOTE") or data.get("default_remote"),
+            remotes=remotes,
+            data_dirs=tuple(data.get("data_dirs") or ()),
+            data_dir_env=env.get("MODELREG_DATA_DIR") or None,
+            trusted_keys=tuple(data.get("trusted_keys") or ()),
+            signing_key=env.get("MODELREG_SIGNING_KEY") or data.get("signing_key"),
+            ssh_passphrase=env.get("MODELREG_SSH_PASSPHRASE") or None,
+        )
+
+    def with_workspace(self, workspace: Path) -> "Settings":
+        return replace(self, workspace=workspace)
+
+    def remote(self, name_or_url: str | None = None, **overrides) -> RemoteSpec:
+        """The remote named or given as URL, else the default one, else the local registry.
+
+        `overrides` (e.g. `accept_new_host_key=True`) are added to its options.
+        """
+        choice = name_or_url or self.default_remote
+        if not choice:
+            spec = RemoteSpec(url=self.local_registry.resolve().as_uri(), name="local")
+        elif choice in self.remotes:
+            spec = self.remotes[choice]
+        elif "://" in choice:
+            check_remote_url(choice)
+            spec = RemoteSpec(url=choice)
+        else:
+            known = ", ".join(sorted(self.remotes)) or "none"
+            raise ConfigError(
+                f"Unknown remote {choice!r} (configured: {known}). Add it with "
+                f"'modelreg remote add {choice} URL' or pass a URL such as s3://bucket/prefix."
+            )
+        extra = {k: v for k, v in overrides.items() if v is not None}
+        if urlsplit(spec.url).scheme == "ssh":
+            defaults = {"known_hosts": str(self.known_hosts_path), "passphrase": self.ssh_passphrase}
+            for key, value in defaults.items():
+                if value and key not in spec.options:
+                    extra.setdefault(key, value)
+        return replace(spec, options={**spec.options, **extra}) if extra else spec
+
+
+def check_remote_url(url: str) -> str:
+    """Reject URLs of an unknown scheme or without a location, with the forms that work."""
+    parts = urlsplit(url)
+    if parts.scheme not in URL_SCHEMES or (parts.scheme != "file" and not parts.netloc):
+        raise UsageError(
+            f"Invalid registry URL {url!r}: use file:///path, s3://bucket/prefix "
+            f"or ssh://user@host:port/path."
+        )
+    return url
+
+
+def read_config_file(path: Path) -> dict:
+    """The parsed config file, or {} when there is none."""
+    try:
+        with open(path, "rb") as handle:
+            return tomllib.load(handle)
+    except FileNotFoundError:
+        return {}
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"The config file {path} is not valid TOML ({exc}). "
+                          f"Fix or delete it.") from exc
+
+
+def write_config_file(path: Path, data: dict) -> None:
+    """Write the config atomically (temp file + rename)."""
+    import tomli_w
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temp.write_bytes(tomli_w.dumps(data).encode())
+    os.replace(temp, path)
+
+
+def add_remote(settings: Settings, name: str, url: str, *, options: dict | None = None,
+               make_default: bool = False) -> RemoteSpec:
+    """Record a named remote (and optionally make it the default) in the config file."""
+    from registry.layout import check_name
+
+    check_name(name, "remote name")
+    check_remote_url(url)
+    unknown = set(options or {}) - set(REMOTE_OPTION_KEYS)
+    if unknown:
+        raise UsageError(f"Unknown remote option(s) {sorted(unknown)}; known: {list(REMOTE_OPTION_KEYS)}.")
+    data = read_config_file(settings.config_path)
+    table = {"url": url, **{k: v for k, v in (options or {}).items() if v is not None}}
+    data.setdefault("remotes", {})[name] = table
+    if make_default:
+        data["default_remote"] = name
+    write_config_file(settings.config_path, data)
+    return RemoteSpec(url=url, name=name, options={k: v for k, v in table.items() if k != "url"})

@@ -1,0 +1,65 @@
+"""Where things live in a registry root, the same for every backend.
+
+    blobs/sha256/<2 hex>/<64 hex>          file contents, named by their sha256
+    models/<name>/<version>/manifest.json  the immutable manifest (the commit point)
+    models/<name>/<version>/SHA256SUMS     `sha256sum -c` view of the manifest
+    models/<name>/<version>/model.sig      optional signature (OpenSSF model signing)
+    tags/<name>/<tag>.json                 {"name", "version", "manifest_sha256"}
+
+Pure functions only, so a user can browse a registry with `ls` and `cat`.
+"""
+
+from __future__ import annotations
+
+import re
+
+from registry.errors import UsageError
+from registry.hashing import is_sha256_hex
+
+MANIFEST_NAME = "manifest.json"
+SUMS_NAME = "SHA256SUMS"
+SIGNATURE_NAME = "model.sig"
+
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+
+
+def check_name(value: str, what: str) -> str:
+    """Validate a model name, version or tag: letters, digits, `.`, `_`, `-`, not starting with a dot."""
+    if not _NAME.fullmatch(value) or value in {".", ".."}:
+        raise UsageError(
+            f"Invalid {what} {value!r}: use 1-128 letters, digits, '.', '_' or '-', "
+            f"starting with a letter or digit (for example 'v9' or 'production')."
+        )
+    return value
+
+
+def blob_key(sha256: str) -> str:
+    """The key of the blob holding content with this digest."""
+    if not is_sha256_hex(sha256):
+        raise UsageError(f"Not a sha256 hex digest: {sha256!r}.")
+    return f"blobs/sha256/{sha256[:2]}/{sha256}"
+
+
+def version_prefix(name: str) -> str:
+    return f"models/{check_name(name, 'model name')}/"
+
+
+def version_key(name: str, version: str, filename: str = MANIFEST_NAME) -> str:
+    """The key of a version's manifest (or of a file beside it: SHA256SUMS, model.sig)."""
+    return f"models/{check_name(name, 'model name')}/{check_name(version, 'version')}/{filename}"
+
+
+def tag_key(name: str, tag: str) -> str:
+    return f"tags/{check_name(name, 'model name')}/{check_name(tag, 'tag')}.json"
+
+
+def versions_from_keys(name: str, keys: list[str]) -> list[str]:
+    """The versions whose manifest appears among `keys` listed under `version_prefix(name)`."""
+    prefix = version_prefix(name)
+    found = []
+    for key in keys:
+        rest = key[len(prefix):] if key.startswith(prefix) else ""
+        parts = rest.split("/")
+        if len(parts) == 2 and parts[1] == MANIFEST_NAME:
+            found.append(parts[0])
+    return sorted(found)

@@ -1,0 +1,72 @@
+"""Write a verified bundle into a plain directory under its original file names.
+
+This is what replaces the seed's `download_v9_fixed_model.sh`: the directory ends
+up with the bundle files, `SHA256SUMS` and `manifest.json` (written last), so it can
+be re-checked later with `modelreg verify DIR` or plain `sha256sum -c SHA256SUMS`.
+All files are first staged under temp names and verified; only then are they
+renamed into place, so a failure leaves the directory as it was.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from pathlib import Path
+
+from registry.cache import Cache, atomic_write
+from registry.errors import IntegrityError, InvalidArtifact
+from registry.hashing import CHUNK_SIZE, HashingSink
+from registry.layout import MANIFEST_NAME, SUMS_NAME
+from registry.manifest import FileEntry, Manifest
+
+
+def contained_path(root: Path, relative: str) -> Path:
+    """`root/relative`, refused unless it really lies inside `root` (resolving symlinks)."""
+    base = root.resolve()
+    target = (base / relative).resolve()
+    if base not in target.parents:
+        raise InvalidArtifact(f"Refusing to write {relative!r}: it resolves to {target}, outside {base}.")
+    return target
+
+
+def materialize(cache: Cache, manifest: Manifest, manifest_bytes: bytes, dest: Path) -> Path:
+    """Copy every file of `manifest` from the cache into `dest`, verified, all or nothing."""
+    dest.mkdir(parents=True, exist_ok=True)
+    staged: list[tuple[Path, Path]] = []
+    try:
+        for entry in manifest.files:
+            target = contained_path(dest, entry.path)
+            staged.append((stage_verified_copy(cache.blob_path(entry.sha256), target, entry), target))
+        for temp, target in staged:
+            os.replace(temp, target)
+        staged.clear()
+    finally:
+        for temp, _target in staged:
+            temp.unlink(missing_ok=True)
+    atomic_write(dest / SUMS_NAME, manifest.sha256sums().encode())
+    atomic_write(dest / MANIFEST_NAME, manifest_bytes)
+    return dest
+
+
+def stage_verified_copy(source: Path, target: Path, entry: FileEntry) -> Path:
+    """Copy `source` to a temp name beside `target`, hashing the bytes copied; returns the temp path.
+
+    Raises IntegrityError (source "cache") and leaves nothing behind when the bytes differ from `entry`.
+    """
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.incoming")
+    try:
+        with open(source, "rb") as src, open(temp, "wb") as out:
+            sink = HashingSink(out)
+            shutil.copyfileobj(src, sink, CHUNK_SIZE)
+        if sink.hexdigest() != entry.sha256 or sink.size != entry.size:
+            raise IntegrityError(
+                f"The cached copy of {entry.path} changed on disk: expected sha256 {entry.sha256}, "
+                f"found {sink.hexdigest()}. Nothing was written to {target.parent}; run "
+                f"'modelreg verify' on the version to remove the damaged cache entry, then pull again.",
+                path=entry.path, expected=entry.sha256, actual=sink.hexdigest(), source="cache")
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+    return temp

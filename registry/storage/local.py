@@ -1,0 +1,118 @@
+"""The `file://` backend: a registry root on a local or mounted filesystem.
+
+The embedded default. Writes go to a unique temp name in the target directory and
+are published with `os.replace` (overwrite) or `os.link` (create-only: fails if the
+name exists, so of two racing publishers exactly one wins).
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+from typing import BinaryIO
+from urllib.parse import unquote, urlsplit
+
+from registry.config import RemoteSpec
+from registry.errors import AlreadyExists, NotFound, RemoteError, UsageError
+from registry.hashing import CHUNK_SIZE, Progress
+
+TEMP_PREFIX = ".incoming-"
+
+
+def root_from_url(url: str) -> Path:
+    """The directory a `file://` URL names; only local paths (`file:///abs` or `file://localhost/abs`)."""
+    parts = urlsplit(url)
+    if parts.netloc not in ("", "localhost") or not parts.path.startswith("/"):
+        raise UsageError(f"Invalid file URL {url!r}: use file:///absolute/path.")
+    return Path(unquote(parts.path))
+
+
+class LocalStorage:
+    """A registry root directory; created on first write."""
+
+    parallel_transfers = 1
+
+    def __init__(self, spec: RemoteSpec) -> None:
+        self.url = spec.url
+        self.root = root_from_url(spec.url)
+
+    def _path(self, key: str) -> Path:
+        return self.root.joinpath(*key.split("/"))
+
+    def stat(self, key: str) -> int | None:
+        try:
+            return self._path(key).stat().st_size
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise RemoteError(f"Cannot read {self._path(key)}: {exc.strerror}.") from exc
+
+    def read(self, key: str, sink: BinaryIO, *, offset: int = 0, progress: Progress | None = None) -> None:
+        path = self._path(key)
+        try:
+            handle = open(path, "rb")
+        except FileNotFoundError as exc:
+            raise NotFound(f"{key} does not exist in {self.url}.") from exc
+        except OSError as exc:
+            raise RemoteError(f"Cannot read {path}: {exc.strerror}.") from exc
+        with handle:
+            handle.seek(offset)
+            while chunk := handle.read(CHUNK_SIZE):
+                sink.write(chunk)
+                if progress:
+                    progress(len(chunk))
+
+    def write(self, key: str, source: Path | bytes, *, create_only: bool = False,
+              sha256: str | None = None, progress: Progress | None = None) -> None:
+        target = self._path(key)
+        temp = target.with_name(f"{TEMP_PREFIX}{uuid.uuid4().hex}-{target.name}")
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if create_only and target.exists():
+                raise AlreadyExists(f"{key} already exists in {self.url}.")
+            with open(temp, "wb") as out:
+                if isinstance(source, (bytes, bytearray)):
+                    out.write(source)
+                    if progress:
+                        progress(len(source))
+                else:
+                    with open(source, "rb") as src:
+                        while chunk := src.read(CHUNK_SIZE):
+                            out.write(chunk)
+                            if progress:
+                                progress(len(chunk))
+                out.flush()
+                os.fsync(out.fileno())
+            if create_only:
+                try:
+                    os.link(temp, target)
+                except FileExistsError as exc:
+                    raise AlreadyExists(f"{key} already exists in {self.url}.") from exc
+            else:
+                os.replace(temp, target)
+        except OSError as exc:
+            if isinstance(exc, AlreadyExists):
+                raise
+            raise RemoteError(f"Cannot write {target}: {exc.strerror or exc}.") from exc
+        finally:
+            temp.unlink(missing_ok=True)
+
+    def list(self, prefix: str) -> list[str]:
+        base = self._path(prefix.rstrip("/")) if prefix.strip("/") else self.root
+        if not base.is_dir():
+            return []
+        keys = []
+        for dirpath, _dirs, files in os.walk(base):
+            for name in files:
+                if name.startswith(TEMP_PREFIX):
+                    continue
+                keys.append(Path(dirpath, name).relative_to(self.root).as_posix())
+        return sorted(keys)
+
+    def delete(self, key: str) -> None:
+        self._path(key).unlink(missing_ok=True)
+
+    def close(self) -> None:
+        """Nothing to release."""
+

@@ -1,0 +1,237 @@
+"""Push and pull: the orchestration written once for every backend.
+
+Guarantees:
+- push uploads only blobs the remote lacks (same key, same size), verifies each
+  local blob before sending it, and publishes the manifest last and create-only:
+  a version is invisible until all its blobs are there, and an existing version
+  is never replaced (pushing the identical bundle again is a no-op).
+- pull fetches and validates the manifest (checking the workspace pin), then
+  downloads missing blobs through a hashing sink into a resumable `.partial`
+  file that is renamed into the cache only when size and sha256 match. Files
+  are materialized into `--dest` only after every blob verified.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from filelock import Timeout
+
+from registry.cache import Cache
+from registry.config import RemoteSpec, Settings
+from registry.errors import AlreadyExists, IntegrityError, NotFound, RegistryError
+from registry.hashing import CHUNK_SIZE, HashingSink
+from registry.layout import SUMS_NAME, blob_key, version_key
+from registry.manifest import FileEntry, Manifest
+from registry.materialize import materialize
+from registry.progress import ProgressReporter, SilentProgress
+from registry.refs import Ref
+from registry.remote_index import Tag, fetch_manifest, read_small, write_tag
+from registry.storage import open_storage
+from registry.storage.base import Storage
+from registry.workspace import check_against_pin, pin, read_pinned
+
+
+@dataclass
+class PushResult:
+    manifest: Manifest
+    remote: str
+    uploaded: list[FileEntry] = field(default_factory=list)
+    skipped: list[FileEntry] = field(default_factory=list)
+    already_published: bool = False
+
+
+@dataclass
+class PullResult:
+    manifest: Manifest
+    remote: str
+    downloaded: list[FileEntry] = field(default_factory=list)
+    cached: list[FileEntry] = field(default_factory=list)
+    dest: Path | None = None
+
+
+def unique_blobs(manifest: Manifest) -> list[FileEntry]:
+    """One entry per distinct digest (two paths with the same content share a blob)."""
+    seen: dict[str, FileEntry] = {}
+    for entry in manifest.files:
+        seen.setdefault(entry.sha256, entry)
+    return list(seen.values())
+
+
+def run_all(storage: Storage, func, items: list) -> list:
+    """Apply `func` to every item (in parallel when the backend allows) and report every failure.
+
+    The first failure is raised after all items ran, with the others attached as notes.
+    """
+    results, failures = [], []
+    with ThreadPoolExecutor(max_workers=max(1, min(storage.parallel_transfers, len(items) or 1))) as pool:
+        futures = [pool.submit(func, item) for item in items]
+        for future in futures:
+            try:
+                results.append(future.result())
+            except RegistryError as exc:
+                failures.append(exc)
+    if failures:
+        first = failures[0]
+        for other in failures[1:]:
+            first.add_note(f"Also: {other}")
+        raise first
+    return results
+
+
+def push(settings: Settings, ref: Ref, spec: RemoteSpec, *,
+         reporter: ProgressReporter | None = None) -> PushResult:
+    """Publish a locally cached version to `spec` (see module docstring for guarantees)."""
+    reporter = reporter or SilentProgress()
+    cache = Cache(settings.cache_dir)
+    manifest = cache.load_manifest(ref)
+    if manifest is None:
+        raise NotFound(f"{ref} is not in the local cache {cache.root}. Create it with 'modelreg ingest "
+                       f"{ref.version} --from DIR' or 'modelreg train {ref.version}', or pull it first.")
+    pinned = read_pinned(settings.workspace, ref)
+    if pinned is not None and pinned.digest != manifest.digest:
+        raise IntegrityError(
+            f"The cached {ref} (manifest {manifest.digest[:12]}) differs from the pin in "
+            f"{settings.workspace / 'manifests'} ({pinned.digest[:12]}); refusing to push a bundle "
+            f"the workspace does not expect.", path=str(ref), expected=pinned.digest,
+            actual=manifest.digest, source="cache")
+    storage = open_storage(spec)
+    try:
+        result = PushResult(manifest=manifest, remote=spec.label)
+        manifest_key = version_key(ref.name, ref.version)
+        existing = read_small(storage, manifest_key)
+        if existing is not None:
+            _check_same_version(existing, manifest, spec)
+            result.already_published = True
+        else:
+            blobs = unique_blobs(manifest)
+            remote_sizes = run_all(storage, lambda e: storage.stat(blob_key(e.sha256)), blobs)
+            for entry, size in zip(blobs, remote_sizes):
+                (result.skipped if size == entry.size else result.uploaded).append(entry)
+            if result.skipped:
+                reporter.message(f"{len(result.skipped)} blob(s) already on {spec.label}: not sent again")
+            run_all(storage, lambda e: _upload_blob(cache, storage, e, reporter), result.uploaded)
+            try:
+                storage.write(manifest_key, manifest.to_bytes(), create_only=True)
+            except AlreadyExists:
+                _check_same_version(read_small(storage, manifest_key) or b"", manifest, spec)
+        sums_key = version_key(ref.name, ref.version, SUMS_NAME)
+        if storage.stat(sums_key) is None:
+            storage.write(sums_key, manifest.sha256sums().encode())
+        pin(settings.workspace, manifest)
+        return result
+    finally:
+        storage.close()
+
+
+def _check_same_version(remote_bytes: bytes, manifest: Manifest, spec: RemoteSpec) -> None:
+    remote_digest = hashlib.sha256(remote_bytes).hexdigest()
+    if remote_digest != manifest.digest:
+        raise AlreadyExists(
+            f"{manifest.ref} already exists on {spec.label} with different content (manifest "
+            f"{remote_digest[:12]}, yours {manifest.digest[:12]}). Versions are immutable: push "
+            f"under a new version name.")
+
+
+def _upload_blob(cache: Cache, storage: Storage, entry: FileEntry, reporter: ProgressReporter) -> None:
+    path = cache.verify_blob(entry)
+    storage.write(blob_key(entry.sha256), path, sha256=entry.sha256,
+                  progress=reporter.task(f"push {entry.path}", entry.size))
+
+
+def pull(settings: Settings, ref: Ref, spec: RemoteSpec, *, dest: Path | None = None,
+         reporter: ProgressReporter | None = None) -> PullResult:
+    """Fetch a version (or tag) into the verified cache, and optionally into `dest`."""
+    reporter = reporter or SilentProgress()
+    cache = Cache(settings.cache_dir)
+    storage = open_storage(spec)
+    try:
+        manifest, manifest_bytes = fetch_manifest(storage, ref)
+        check_against_pin(settings.workspace, manifest_bytes, Ref(manifest.name, manifest.version),
+                          spec.label)
+        result = PullResult(manifest=manifest, remote=spec.label)
+        missing = []
+        for entry in unique_blobs(manifest):
+            (result.cached if cache.has_blob(entry) else missing).append(entry)
+        fetched = run_all(storage, lambda e: download_blob(cache, storage, e, reporter), missing)
+        for entry, was_downloaded in zip(missing, fetched):
+            (result.downloaded if was_downloaded else result.cached).append(entry)
+    finally:
+        storage.close()
+    cache.save_manifest_bytes(Ref(manifest.name, manifest.version), manifest_bytes)
+    if dest is not None:
+        result.dest = materialize(cache, manifest, manifest_bytes, dest)
+    return result
+
+
+def download_blob(cache: Cache, storage: Storage, entry: FileEntry, reporter: ProgressReporter) -> bool:
+    """Bring one blob into the cache, verified; returns False when another process already did."""
+    lock = cache.blob_lock(entry.sha256)
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        reporter.message(f"waiting for another modelreg process that is downloading {entry.path}")
+        lock.acquire()
+    try:
+        if cache.has_blob(entry):
+            return False
+        partial = cache.open_partial(entry)
+        digest, offset = _resume_state(partial, entry)
+        progress = reporter.task(f"pull {entry.path}", entry.size)
+        if offset:
+            progress(offset)
+        with open(partial, "ab") as out:
+            sink = HashingSink(out, limit=entry.size, digest=digest, size=offset, progress=progress)
+            try:
+                storage.read(blob_key(entry.sha256), sink, offset=offset)
+            except OverflowError as exc:
+                partial.unlink(missing_ok=True)
+                raise IntegrityError(
+                    f"The blob for {entry.path} on {storage.url} is larger than the {entry.size} bytes "
+                    f"its manifest declares; the download was stopped and deleted. The remote copy was "
+                    f"replaced or damaged: re-push the version from a good copy.",
+                    path=entry.path, expected=entry.sha256, actual="(oversized)",
+                    source="remote") from exc
+            except NotFound as exc:
+                raise NotFound(f"The blob of {entry.path} ({blob_key(entry.sha256)}) is missing on "
+                               f"{storage.url}. Re-push the version ('modelreg push') to repair "
+                               f"the remote.") from exc
+        cache.publish_verified(partial, entry, sink.hexdigest(), sink.size, storage.url)
+        return True
+    finally:
+        lock.release()
+
+
+def _resume_state(partial: Path, entry: FileEntry):
+    """Hash the bytes an interrupted download left behind, so the transfer can continue after them."""
+    digest = hashlib.sha256()
+    try:
+        offset = partial.stat().st_size
+    except FileNotFoundError:
+        return digest, 0
+    if offset >= entry.size:
+        partial.unlink()
+        return digest, 0
+    with open(partial, "rb") as handle:
+        while chunk := handle.read(CHUNK_SIZE):
+            digest.update(chunk)
+    return digest, offset
+
+
+def tag(settings: Settings, ref: Ref, tag_name: str, spec: RemoteSpec) -> Tag:
+    """Point `tag_name` at the version `ref` names (a version or another tag) on the remote."""
+    storage = open_storage(spec)
+    try:
+        manifest, data = fetch_manifest(storage, ref)
+        new_tag = Tag(name=manifest.name, tag=tag_name, version=manifest.version,
+                      manifest_sha256=hashlib.sha256(data).hexdigest())
+        if storage.stat(version_key(manifest.name, tag_name)) is not None:
+            raise AlreadyExists(f"{manifest.name}:{tag_name} is a version on {spec.label}; a tag "
+                                f"cannot share its name. Pick another tag name.")
+        write_tag(storage, new_tag)
+        return new_tag
+    finally:
+        storage.close()

@@ -1,0 +1,47 @@
+"""Small helpers the tests share: run the real `modelreg` CLI, make tiny bundles."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from registry.bundle import create_bundle
+from registry.config import Settings, add_remote
+from registry.manifest import Manifest
+from registry.refs import Ref
+
+MODELREG = Path(sys.executable).with_name("modelreg")
+
+
+def run_cli(*args: str, expect: int | None = 0, env: dict | None = None, cwd: Path | None = None,
+            timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run `modelreg ARGS` as a user would (a subprocess); assert its exit code when `expect` is set."""
+    result = subprocess.run([str(MODELREG), *args], capture_output=True, text=True, timeout=timeout,
+                            env={**os.environ, **(env or {})}, cwd=cwd)
+    if expect is not None:
+        assert result.returncode == expect, (
+            f"modelreg {' '.join(args)} exited {result.returncode}, expected {expect}\n"
+            f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}")
+    return result
+
+
+def make_bundle(settings: Settings, version: str, contents: dict[str, bytes], tmp: Path,
+                name: str = "emotion") -> Manifest:
+    """A cached, pinned bundle of arbitrary files (role 'other'), without any model machinery."""
+    source = tmp / f"source-{name}-{version}"
+    source.mkdir(parents=True, exist_ok=True)
+    files = {}
+    for file_name, data in contents.items():
+        (source / file_name).write_bytes(data)
+        files[file_name] = ("other", source / file_name)
+    model = {"family": "test-files", "input_shape": [], "labels": [], "hyperparameters": {}}
+    return create_bundle(settings, Ref(name, version), files, model=model, metrics={},
+                         provenance={"modelreg_version": "test"})
+
+
+def register_remote(settings: Settings, spec, name: str = "target") -> str:
+    """Save `spec` as a named remote so CLI calls can use `--remote NAME`."""
+    add_remote(settings, name, spec.url, options={k: v for k, v in spec.options.items()})
+    return name
