@@ -62,6 +62,10 @@ class UntrustedError(RegistryError, PermissionError):
     exit_code = 4
 
 
+class LocalIOError(RegistryError, OSError):
+    """Writing to the local cache or a destination failed (disk full, read-only, permissions)."""
+
+
 class RemoteError(RegistryError, OSError):
     """The remote could not be reached or refused the operation; the backend's own error is `__cause__`."""
 

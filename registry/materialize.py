@@ -15,7 +15,7 @@ import uuid
 from pathlib import Path
 
 from registry.cache import Cache, atomic_write
-from registry.errors import IntegrityError, InvalidArtifact
+from registry.errors import IntegrityError, InvalidArtifact, LocalIOError, RegistryError
 from registry.hashing import CHUNK_SIZE, HashingSink
 from registry.layout import MANIFEST_NAME, SUMS_NAME
 from registry.manifest import FileEntry, Manifest
@@ -32,20 +32,27 @@ def contained_path(root: Path, relative: str) -> Path:
 
 def materialize(cache: Cache, manifest: Manifest, manifest_bytes: bytes, dest: Path) -> Path:
     """Copy every file of `manifest` from the cache into `dest`, verified, all or nothing."""
-    dest.mkdir(parents=True, exist_ok=True)
     staged: list[tuple[Path, Path]] = []
     try:
+        dest.mkdir(parents=True, exist_ok=True)
         for entry in manifest.files:
             target = contained_path(dest, entry.path)
             staged.append((stage_verified_copy(cache.blob_path(entry.sha256), target, entry), target))
         for temp, target in staged:
             os.replace(temp, target)
         staged.clear()
+        atomic_write(dest / SUMS_NAME, manifest.sha256sums().encode())
+        atomic_write(dest / MANIFEST_NAME, manifest_bytes)
+    except OSError as exc:
+        if isinstance(exc, RegistryError):
+            raise
+        raise LocalIOError(f"Cannot write {manifest.ref} into {dest} ({exc.strerror or exc}). "
+                           f"Temporary files were removed; free space or choose another --dest. "
+                           f"The verified files stay in the cache, so the next pull copies them "
+                           f"without downloading.") from exc
     finally:
         for temp, _target in staged:
             temp.unlink(missing_ok=True)
-    atomic_write(dest / SUMS_NAME, manifest.sha256sums().encode())
-    atomic_write(dest / MANIFEST_NAME, manifest_bytes)
     return dest
 
 

@@ -22,7 +22,7 @@ from filelock import Timeout
 
 from registry.cache import Cache
 from registry.config import RemoteSpec, Settings
-from registry.errors import AlreadyExists, IntegrityError, NotFound, RegistryError
+from registry.errors import AlreadyExists, IntegrityError, LocalIOError, NotFound, RegistryError
 from registry.hashing import CHUNK_SIZE, HashingSink
 from registry.layout import SUMS_NAME, blob_key, version_key
 from registry.manifest import FileEntry, Manifest
@@ -199,6 +199,13 @@ def download_blob(cache: Cache, storage: Storage, entry: FileEntry, reporter: Pr
                 raise NotFound(f"The blob of {entry.path} ({blob_key(entry.sha256)}) is missing on "
                                f"{storage.url}. Re-push the version ('modelreg push') to repair "
                                f"the remote.") from exc
+            except OSError as exc:
+                if isinstance(exc, RegistryError):
+                    raise
+                raise LocalIOError(
+                    f"Cannot write the download of {entry.path} to {partial} ({exc.strerror or exc}). "
+                    f"Free disk space or point MODELREG_CACHE at a larger disk, then pull again: the "
+                    f"{sink.size} bytes already received are kept and the download resumes.") from exc
         cache.publish_verified(partial, entry, sink.hexdigest(), sink.size, storage.url)
         return True
     finally:

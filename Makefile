@@ -1,0 +1,38 @@
+# modelreg developer entry points. `make demo` and `make test` work on a fresh machine.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+TF_VERSION := 2.21.*
+
+.PHONY: install system-deps demo test test-fast bench clean
+
+$(STAMP): pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[ml,test]' 'tensorflow-cpu==$(TF_VERSION)'
+	# Keras 2, only to prove that Keras-2-era .h5 files load; --no-deps keeps tensorflow-cpu
+	$(PY) -m pip install -q --no-deps 'tf-keras==$(TF_VERSION)'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# OpenSSH's sshd is needed by the SSH backend tests (a real server on loopback).
+system-deps:
+	@command -v sshd >/dev/null 2>&1 || test -x /usr/sbin/sshd || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get install -y -q openssh-server || { $$SUDO apt-get update -q && $$SUDO apt-get install -y -q openssh-server; }; }
+
+demo: $(STAMP)
+	bash scripts/demo.sh
+
+test: $(STAMP) system-deps
+	$(PY) -m pytest -q
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -m "not tf"
+
+bench: $(STAMP) system-deps
+	$(PY) bench/run.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache
