@@ -39,21 +39,27 @@ def root(debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
 @app.command()
 @handle_errors
 def push(ref: str = typer.Argument(..., help="[NAME:]VERSION, e.g. v9"),
+         sign: Optional[Path] = typer.Option(None, "--sign", help="Sign with this ECDSA private key "
+                                             "(see keygen); default: signing_key in the config."),
          remote: Optional[str] = RemoteOption, accept_new_host_key: bool = AcceptHostKey) -> None:
     """Upload a cached version: missing blobs first, the manifest last (create-only)."""
     from registry.transfer import push as push_version
 
     settings, spec = resolve(remote, accept_new_host_key)
+    key = sign or (Path(settings.signing_key).expanduser() if settings.signing_key else None)
     with progress_reporter(State.quiet) as reporter:
-        result = push_version(settings, ref_of(settings, ref), spec, reporter=reporter)
+        result = push_version(settings, ref_of(settings, ref), spec, sign_key=key,
+                              passphrase=key_passphrase(key), reporter=reporter)
+    signed = " Signed: model.sig stored." if result.signed else (
+        " It already carries a signature (kept)." if key else "")
     if result.already_published:
         stdout.print(f"{result.manifest.ref} is already on {result.remote} with the same manifest "
-                     f"({result.manifest.digest[:12]}): nothing to do.", highlight=False)
+                     f"({result.manifest.digest[:12]}): nothing to do.{signed}", highlight=False)
         return
     sent = sum(e.size for e in result.uploaded)
     stdout.print(f"Pushed {result.manifest.ref} to {result.remote}: {len(result.uploaded)} blob(s) "
                  f"uploaded ({human_size(sent)}), {len(result.skipped)} already there; manifest "
-                 f"{result.manifest.digest[:12]}.", highlight=False)
+                 f"{result.manifest.digest[:12]}.{signed}", highlight=False)
 
 
 @app.command()
@@ -61,18 +67,23 @@ def push(ref: str = typer.Argument(..., help="[NAME:]VERSION, e.g. v9"),
 def pull(ref: str = typer.Argument(..., help="[NAME:]VERSION or a tag"),
          dest: Optional[Path] = typer.Option(None, "--dest", "-d",
                                              help="Also write the files here under their original names."),
+         allow_downgrade: bool = typer.Option(False, "--allow-downgrade",
+                                              help="Accept a tag that moved back to an older version."),
          remote: Optional[str] = RemoteOption, accept_new_host_key: bool = AcceptHostKey) -> None:
     """Download a version into the verified local cache (and optionally into --dest)."""
     from registry.transfer import pull as pull_version
 
     settings, spec = resolve(remote, accept_new_host_key)
     with progress_reporter(State.quiet) as reporter:
-        result = pull_version(settings, ref_of(settings, ref), spec, dest=dest, reporter=reporter)
+        result = pull_version(settings, ref_of(settings, ref), spec, dest=dest,
+                              allow_downgrade=allow_downgrade, reporter=reporter)
+        for note in result.notes:
+            reporter.message(f"Warning: {note}")
     got = sum(e.size for e in result.downloaded)
     where = f" and wrote it to {result.dest}" if result.dest else ""
     stdout.print(f"Pulled {result.manifest.ref} from {result.remote}: {len(result.downloaded)} blob(s) "
                  f"downloaded ({human_size(got)}), {len(result.cached)} already cached, all verified"
-                 f"{where}.", highlight=False)
+                 f"{where}; {result.signature.describe()}.", highlight=False)
 
 
 @app.command()
@@ -93,26 +104,62 @@ def tag(ref: str = typer.Argument(..., help="The version (or tag) to point at"),
 @app.command()
 @handle_errors
 def verify(target: str = typer.Argument(..., help="A cached version (v9) or a directory from pull --dest"),
+           trusted_key: list[Path] = typer.Option([], "--trusted-key", help="Require model.sig from this "
+                                                  "public key (repeatable; adds to the configured ones)."),
            json_output: bool = JsonOption) -> None:
-    """Re-hash a cached version, or a directory against its manifest.json / SHA256SUMS."""
-    from registry.cache import Cache
+    """Re-hash a cached version, or a directory against its manifest.json / SHA256SUMS / model.sig."""
     from registry.verify import verify_cached, verify_directory
 
     settings = Settings.resolve()
     with progress_reporter(State.quiet or json_output) as reporter:
         if Path(target).is_dir():
-            report = verify_directory(Path(target), reporter=reporter)
+            report = verify_directory(Path(target), settings, trusted_keys=trusted_key, reporter=reporter)
         else:
-            report = verify_cached(Cache(settings.cache_dir), ref_of(settings, target), reporter=reporter)
+            report = verify_cached(settings, ref_of(settings, target), reporter=reporter)
+    signature = report.signature.describe() if report.signature else "unsigned"
     if json_output:
         print_json({"subject": report.subject, "ok": report.ok, "untracked": list(report.untracked),
+                    "signature": signature,
                     "files": [{"path": c.path, "sha256": c.actual, "ok": c.ok} for c in report.checks]})
         return
     for check in report.checks:
         stdout.print(f"OK  {check.path}  {check.expected}", highlight=False)
     for path in report.untracked:
         stdout.print(f"??  {path}  (not in the manifest)", highlight=False)
-    stdout.print(f"All {len(report.checks)} file(s) of {report.subject} verified.", highlight=False)
+    stdout.print(f"All {len(report.checks)} file(s) of {report.subject} verified; {signature}.",
+                 highlight=False)
+
+
+@app.command()
+@handle_errors
+def keygen(path: Path = typer.Argument(..., help="Private key file to create; PATH.pub gets the public key"),
+           passphrase: bool = typer.Option(False, "--passphrase", help="Encrypt the private key "
+                                           "(asks on the terminal, or reads MODELREG_KEY_PASSPHRASE).")) -> None:
+    """Create an ECDSA P-256 signing key pair (OpenSSF model-signing compatible)."""
+    from registry.keys import generate_keypair, key_fingerprint, load_public_key
+
+    secret = key_passphrase(path, ask=passphrase, confirm=True) if passphrase else None
+    private, public = generate_keypair(path, secret)
+    stdout.print(f"Wrote {private} (private, mode 0600) and {public} (public), fingerprint "
+                 f"{key_fingerprint(load_public_key(public))}. Share the .pub; trust it by copying it "
+                 f"to manifests/trusted_keys/.", highlight=False)
+
+
+def key_passphrase(key: Optional[Path], ask: bool = False, confirm: bool = False) -> Optional[bytes]:
+    """MODELREG_KEY_PASSPHRASE, else a prompt on a terminal when the key is encrypted (or `ask`)."""
+    import os
+    import sys
+
+    if key is None:
+        return None
+    secret = os.environ.get("MODELREG_KEY_PASSPHRASE")
+    if secret:
+        return secret.encode()
+    encrypted = ask or (key.is_file() and b"ENCRYPTED" in key.read_bytes()[:200])
+    if encrypted and sys.stdin.isatty():
+        return typer.prompt(f"Passphrase for {key}", hide_input=True,
+                            confirmation_prompt=confirm).encode()
+    return None
 
 
 app.command("list")(handle_errors(remote_commands.list_versions))

@@ -16,8 +16,8 @@ from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn, Time
 
 from registry.progress import SilentProgress
 
-stdout = Console()
-stderr = Console(stderr=True)
+stdout = Console(soft_wrap=True)
+stderr = Console(stderr=True, soft_wrap=True)
 
 
 class RichProgress:

@@ -94,6 +94,7 @@ def show(ref: str = typer.Argument(..., help="[NAME:]VERSION or a tag"),
     stdout.print(f"[bold]{m.ref}[/]  manifest sha256 {info.digest}", highlight=False)
     stdout.print(f"created {m.created}  at {info.location}  tags: {', '.join(info.tags) or '-'}",
                  highlight=False)
+    stdout.print(f"signature: {info.signature}", highlight=False)
     files = Table("path", "role", "size", "sha256")
     for entry in m.files:
         files.add_row(entry.path, entry.role, human_size(entry.size), entry.sha256)

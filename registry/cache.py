@@ -3,6 +3,7 @@
     <cache>/blobs/sha256/<2 hex>/<64 hex>        verified content, read-only (0444)
     <cache>/blobs/sha256/<2 hex>/<64 hex>.partial an interrupted download, resumable, never a blob
     <cache>/manifests/<name>/<version>.json       a manifest whose blobs are all present
+    <cache>/manifests/<name>/<version>.sig        its model.sig, when it has one
     <cache>/locks/<64 hex>.lock                   one downloader per blob at a time
 
 A blob file only ever appears by `os.replace` after its size and sha256 matched,
@@ -121,6 +122,20 @@ class Cache:
         path = self.manifest_path(ref)
         atomic_write(path, data)
         return path
+
+    def save_signature(self, ref: Ref, signature: bytes | None) -> None:
+        """Keep (or, with None, forget) the `model.sig` that came with a cached manifest."""
+        path = self.manifest_path(ref).with_suffix(".sig")
+        if signature is None:
+            path.unlink(missing_ok=True)
+        else:
+            atomic_write(path, signature)
+
+    def read_signature(self, ref: Ref) -> bytes | None:
+        try:
+            return self.manifest_path(ref).with_suffix(".sig").read_bytes()
+        except FileNotFoundError:
+            return None
 
     def read_manifest_bytes(self, ref: Ref) -> bytes | None:
         try:

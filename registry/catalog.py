@@ -7,11 +7,13 @@ from dataclasses import dataclass, field
 
 from registry.cache import Cache
 from registry.config import RemoteSpec, Settings
-from registry.errors import NotFound
+from registry.errors import NotFound, RegistryError
 from registry.manifest import Manifest
 from registry.refs import Ref
-from registry.remote_index import fetch_manifest, list_model_names, list_tags, list_versions
+from registry.layout import SIGNATURE_NAME, version_key
+from registry.remote_index import fetch_manifest, list_model_names, list_tags, list_versions, read_small
 from registry.storage import open_storage
+from registry.trust import check_bundle_signature
 
 
 @dataclass
@@ -21,10 +23,12 @@ class VersionInfo:
     tags: list[str] = field(default_factory=list)
     location: str = ""
     cached: bool = False
+    signature: str = "unsigned"
 
     def to_dict(self) -> dict:
         return {"name": self.manifest.name, "version": self.manifest.version, "digest": self.digest,
                 "tags": self.tags, "location": self.location, "cached": self.cached,
+                "signature": self.signature,
                 "manifest": self.manifest.to_dict()}
 
 
@@ -61,11 +65,24 @@ def describe(settings: Settings, ref: Ref, spec: RemoteSpec) -> VersionInfo:
                 raise
             manifest = Manifest.from_bytes(data, source=f"the local cache ({ref})")
             return VersionInfo(manifest=manifest, digest=hashlib.sha256(data).hexdigest(),
-                               location="local cache only (not pushed)", cached=True)
+                               location="local cache only (not pushed)", cached=True,
+                               signature=signature_summary(settings, manifest, data,
+                                                           cache.read_signature(ref)))
         digest = hashlib.sha256(data).hexdigest()
         tags = sorted(t.tag for t in list_tags(storage, manifest.name)
                       if t.version == manifest.version and t.manifest_sha256 == digest)
         cached = cache.read_manifest_bytes(Ref(manifest.name, manifest.version)) == data
-        return VersionInfo(manifest=manifest, digest=digest, tags=tags, location=spec.label, cached=cached)
+        signature = read_small(storage, version_key(manifest.name, manifest.version, SIGNATURE_NAME))
+        return VersionInfo(manifest=manifest, digest=digest, tags=tags, location=spec.label, cached=cached,
+                           signature=signature_summary(settings, manifest, data, signature))
     finally:
         storage.close()
+
+
+def signature_summary(settings: Settings, manifest: Manifest, manifest_bytes: bytes,
+                      signature: bytes | None) -> str:
+    """Who signed, checked against the trusted keys when there are any; never raises for display."""
+    try:
+        return check_bundle_signature(settings, manifest, manifest_bytes, signature, manifest.ref).describe()
+    except RegistryError as exc:
+        return f"NOT TRUSTED: {exc}"

@@ -2,7 +2,8 @@
 
 Nothing unverified is ever deserialized. The cache is treated as untrusted: the
 manifest's bytes are read once and checked against the workspace pin, and every
-file is re-hashed against that one manifest while being read into memory (labels,
+file is re-hashed against that one manifest (whose signature must verify when
+trusted keys are configured) while being read into memory (labels,
 mean, std) or copied into a private, correctly named `.h5` that is the exact file
 handed to Keras. The architecture is built from code for the manifest's model
 family and only weights are loaded (`load_weights`), never a stored config.
@@ -26,6 +27,7 @@ from registry.manifest import FileEntry, Manifest
 from registry.materialize import stage_verified_copy
 from registry.progress import ProgressReporter
 from registry.refs import Ref, parse_ref
+from registry.trust import check_bundle_signature
 from registry.workspace import check_against_pin
 
 
@@ -81,6 +83,8 @@ def load(ref: str = "v9", remote: str | None = None, *, settings: Settings | Non
         manifest_bytes = cache.read_manifest_bytes(parsed)
     check_against_pin(settings.workspace, manifest_bytes, parsed, "the local cache")
     manifest = Manifest.from_bytes(manifest_bytes, source=f"the local cache ({parsed})")
+    check_bundle_signature(settings, manifest, manifest_bytes, cache.read_signature(parsed),
+                           f"{manifest.ref} in the local cache")
     return load_manifest(cache, manifest)
 
 

@@ -1,7 +1,7 @@
 """Write a verified bundle into a plain directory under its original file names.
 
 This is what replaces the seed's `download_v9_fixed_model.sh`: the directory ends
-up with the bundle files, `SHA256SUMS` and `manifest.json` (written last), so it can
+up with the bundle files, `SHA256SUMS`, `model.sig` when signed, and `manifest.json` (written last), so it can
 be re-checked later with `modelreg verify DIR` or plain `sha256sum -c SHA256SUMS`.
 All files are first staged under temp names and verified; only then are they
 renamed into place, so a failure leaves the directory as it was.
@@ -17,7 +17,7 @@ from pathlib import Path
 from registry.cache import Cache, atomic_write
 from registry.errors import IntegrityError, InvalidArtifact, LocalIOError, RegistryError
 from registry.hashing import CHUNK_SIZE, HashingSink
-from registry.layout import MANIFEST_NAME, SUMS_NAME
+from registry.layout import MANIFEST_NAME, SIGNATURE_NAME, SUMS_NAME
 from registry.manifest import FileEntry, Manifest
 
 
@@ -30,8 +30,13 @@ def contained_path(root: Path, relative: str) -> Path:
     return target
 
 
-def materialize(cache: Cache, manifest: Manifest, manifest_bytes: bytes, dest: Path) -> Path:
-    """Copy every file of `manifest` from the cache into `dest`, verified, all or nothing."""
+def materialize(cache: Cache, manifest: Manifest, manifest_bytes: bytes, dest: Path,
+                signature: bytes | None = None) -> Path:
+    """Copy every file of `manifest` from the cache into `dest`, verified, all or nothing.
+
+    `signature` (the bundle's model.sig) is written too, so OpenSSF's own
+    `model_signing verify key DEST --signature DEST/model.sig` can check the directory.
+    """
     staged: list[tuple[Path, Path]] = []
     try:
         dest.mkdir(parents=True, exist_ok=True)
@@ -42,6 +47,10 @@ def materialize(cache: Cache, manifest: Manifest, manifest_bytes: bytes, dest: P
             os.replace(temp, target)
         staged.clear()
         atomic_write(dest / SUMS_NAME, manifest.sha256sums().encode())
+        if signature is not None:
+            atomic_write(dest / SIGNATURE_NAME, signature)
+        else:
+            (dest / SIGNATURE_NAME).unlink(missing_ok=True)
         atomic_write(dest / MANIFEST_NAME, manifest_bytes)
     except OSError as exc:
         if isinstance(exc, RegistryError):

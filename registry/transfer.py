@@ -24,7 +24,7 @@ from registry.cache import Cache
 from registry.config import RemoteSpec, Settings
 from registry.errors import AlreadyExists, IntegrityError, LocalIOError, NotFound, RegistryError
 from registry.hashing import CHUNK_SIZE, HashingSink
-from registry.layout import SUMS_NAME, blob_key, version_key
+from registry.layout import SIGNATURE_NAME, SUMS_NAME, blob_key, version_key
 from registry.manifest import FileEntry, Manifest
 from registry.materialize import materialize
 from registry.progress import ProgressReporter, SilentProgress
@@ -32,6 +32,8 @@ from registry.refs import Ref
 from registry.remote_index import Tag, fetch_manifest, read_small, write_tag
 from registry.storage import open_storage
 from registry.storage.base import Storage
+from registry.trust import (SignatureStatus, check_bundle_signature, check_tag_not_downgraded,
+                            remember_tag, sign_bundle)
 from registry.workspace import check_against_pin, pin, read_pinned
 
 
@@ -42,6 +44,7 @@ class PushResult:
     uploaded: list[FileEntry] = field(default_factory=list)
     skipped: list[FileEntry] = field(default_factory=list)
     already_published: bool = False
+    signed: bool = False
 
 
 @dataclass
@@ -51,6 +54,8 @@ class PullResult:
     downloaded: list[FileEntry] = field(default_factory=list)
     cached: list[FileEntry] = field(default_factory=list)
     dest: Path | None = None
+    signature: SignatureStatus | None = None
+    notes: list[str] = field(default_factory=list)
 
 
 def unique_blobs(manifest: Manifest) -> list[FileEntry]:
@@ -82,9 +87,13 @@ def run_all(storage: Storage, func, items: list) -> list:
     return results
 
 
-def push(settings: Settings, ref: Ref, spec: RemoteSpec, *,
-         reporter: ProgressReporter | None = None) -> PushResult:
-    """Publish a locally cached version to `spec` (see module docstring for guarantees)."""
+def push(settings: Settings, ref: Ref, spec: RemoteSpec, *, sign_key: Path | None = None,
+         passphrase: bytes | None = None, reporter: ProgressReporter | None = None) -> PushResult:
+    """Publish a locally cached version to `spec` (see module docstring for guarantees).
+
+    With `sign_key`, the bundle is signed (OpenSSF model-signing format) and `model.sig`
+    is stored beside the manifest, create-only like it.
+    """
     reporter = reporter or SilentProgress()
     cache = Cache(settings.cache_dir)
     manifest = cache.load_manifest(ref)
@@ -98,6 +107,8 @@ def push(settings: Settings, ref: Ref, spec: RemoteSpec, *,
             f"{settings.workspace / 'manifests'} ({pinned.digest[:12]}); refusing to push a bundle "
             f"the workspace does not expect.", path=str(ref), expected=pinned.digest,
             actual=manifest.digest, source="cache")
+    manifest_bytes = manifest.to_bytes()
+    signature = sign_bundle(manifest, manifest_bytes, sign_key, passphrase) if sign_key else None
     storage = open_storage(spec)
     try:
         result = PushResult(manifest=manifest, remote=spec.label)
@@ -115,16 +126,28 @@ def push(settings: Settings, ref: Ref, spec: RemoteSpec, *,
                 reporter.message(f"{len(result.skipped)} blob(s) already on {spec.label}: not sent again")
             run_all(storage, lambda e: _upload_blob(cache, storage, e, reporter), result.uploaded)
             try:
-                storage.write(manifest_key, manifest.to_bytes(), create_only=True)
+                storage.write(manifest_key, manifest_bytes, create_only=True)
             except AlreadyExists:
                 _check_same_version(read_small(storage, manifest_key) or b"", manifest, spec)
         sums_key = version_key(ref.name, ref.version, SUMS_NAME)
         if storage.stat(sums_key) is None:
             storage.write(sums_key, manifest.sha256sums().encode())
+        if signature is not None:
+            result.signed = _publish_signature(storage, ref, signature)
+            cache.save_signature(ref, signature)
         pin(settings.workspace, manifest)
         return result
     finally:
         storage.close()
+
+
+def _publish_signature(storage: Storage, ref: Ref, signature: bytes) -> bool:
+    """Store model.sig create-only; False when the version already carries a signature (kept)."""
+    try:
+        storage.write(version_key(ref.name, ref.version, SIGNATURE_NAME), signature, create_only=True)
+        return True
+    except AlreadyExists:
+        return False
 
 
 def _check_same_version(remote_bytes: bytes, manifest: Manifest, spec: RemoteSpec) -> None:
@@ -143,16 +166,28 @@ def _upload_blob(cache: Cache, storage: Storage, entry: FileEntry, reporter: Pro
 
 
 def pull(settings: Settings, ref: Ref, spec: RemoteSpec, *, dest: Path | None = None,
-         reporter: ProgressReporter | None = None) -> PullResult:
-    """Fetch a version (or tag) into the verified cache, and optionally into `dest`."""
+         allow_downgrade: bool = False, reporter: ProgressReporter | None = None) -> PullResult:
+    """Fetch a version (or tag) into the verified cache, and optionally into `dest`.
+
+    Before any blob is transferred, the manifest is checked against the workspace pin,
+    its signature against the trusted keys, and a tag against the version it last
+    pointed at (refusing a move back to an older version unless `allow_downgrade`).
+    """
     reporter = reporter or SilentProgress()
     cache = Cache(settings.cache_dir)
     storage = open_storage(spec)
     try:
         manifest, manifest_bytes = fetch_manifest(storage, ref)
-        check_against_pin(settings.workspace, manifest_bytes, Ref(manifest.name, manifest.version),
-                          spec.label)
+        version_ref = Ref(manifest.name, manifest.version)
+        check_against_pin(settings.workspace, manifest_bytes, version_ref, spec.label)
+        signature = read_small(storage, version_key(manifest.name, manifest.version, SIGNATURE_NAME))
         result = PullResult(manifest=manifest, remote=spec.label)
+        result.signature = check_bundle_signature(settings, manifest, manifest_bytes, signature,
+                                                  f"{manifest.ref} on {spec.label}")
+        is_tag = ref.version != manifest.version
+        if is_tag:
+            note = check_tag_not_downgraded(cache, ref, manifest, allow_downgrade)
+            result.notes += [note] if note else []
         missing = []
         for entry in unique_blobs(manifest):
             (result.cached if cache.has_blob(entry) else missing).append(entry)
@@ -161,9 +196,12 @@ def pull(settings: Settings, ref: Ref, spec: RemoteSpec, *, dest: Path | None = 
             (result.downloaded if was_downloaded else result.cached).append(entry)
     finally:
         storage.close()
-    cache.save_manifest_bytes(Ref(manifest.name, manifest.version), manifest_bytes)
+    cache.save_signature(version_ref, signature)
+    cache.save_manifest_bytes(version_ref, manifest_bytes)
+    if is_tag:
+        remember_tag(cache, ref, manifest, manifest_bytes)
     if dest is not None:
-        result.dest = materialize(cache, manifest, manifest_bytes, dest)
+        result.dest = materialize(cache, manifest, manifest_bytes, dest, signature)
     return result
 
 

@@ -10,13 +10,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from registry.cache import Cache
-from registry.errors import IntegrityError, InvalidArtifact, NotFound
+from registry.config import Settings
+from registry.errors import IntegrityError, InvalidArtifact, NotFound, UntrustedError
 from registry.hashing import hash_file, is_sha256_hex
 from registry.layout import MANIFEST_NAME, SIGNATURE_NAME, SUMS_NAME
 from registry.manifest import Manifest, check_bundle_path
-from registry.materialize import contained_path
 from registry.progress import ProgressReporter, SilentProgress
 from registry.refs import Ref
+from registry.trust import SignatureStatus, check_bundle_signature, load_trusted_keys
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,7 @@ class VerifyReport:
     checks: list[FileCheck]
     manifest: Manifest | None = None
     untracked: tuple[str, ...] = ()
+    signature: SignatureStatus | None = None
 
     @property
     def ok(self) -> bool:
@@ -54,13 +56,17 @@ class VerifyReport:
                              source=source)
 
 
-def verify_cached(cache: Cache, ref: Ref, reporter: ProgressReporter | None = None) -> VerifyReport:
+def verify_cached(settings: Settings, ref: Ref, reporter: ProgressReporter | None = None) -> VerifyReport:
     """Re-hash every blob of a cached version; corrupt blobs are deleted so a pull can replace them."""
     reporter = reporter or SilentProgress()
-    manifest = cache.load_manifest(ref)
-    if manifest is None:
+    cache = Cache(settings.cache_dir)
+    manifest_bytes = cache.read_manifest_bytes(ref)
+    if manifest_bytes is None:
         raise NotFound(f"{ref} is not in the local cache {cache.root}; pull it first "
                        f"('modelreg pull {ref}').")
+    manifest = Manifest.from_bytes(manifest_bytes, source=f"the local cache ({ref})")
+    signature = check_bundle_signature(settings, manifest, manifest_bytes, cache.read_signature(ref),
+                                       f"{ref} in the local cache")
     checks = []
     for entry in manifest.files:
         try:
@@ -70,15 +76,29 @@ def verify_cached(cache: Cache, ref: Ref, reporter: ProgressReporter | None = No
             checks.append(FileCheck(entry.path, entry.sha256, exc.actual))
         except NotFound:
             checks.append(FileCheck(entry.path, entry.sha256, None))
-    report = VerifyReport(subject=f"{ref} in the local cache", checks=checks, manifest=manifest)
+    report = VerifyReport(subject=f"{ref} in the local cache", checks=checks, manifest=manifest,
+                          signature=signature)
     report.raise_for_failures("cache", f"The damaged copies were removed; run 'modelreg pull {ref}'.")
     return report
 
 
-def verify_directory(directory: Path, reporter: ProgressReporter | None = None) -> VerifyReport:
-    """Check a directory against its manifest.json (or, lacking one, its SHA256SUMS)."""
+def verify_directory(directory: Path, settings: Settings, *, trusted_keys: list[Path] = (),
+                     reporter: ProgressReporter | None = None) -> VerifyReport:
+    """Check a directory against its manifest.json (or SHA256SUMS) and its model.sig.
+
+    Every file is hashed once. When trusted keys are given or configured, `model.sig`
+    must be from one of them and cover exactly the directory's files (as OpenSSF's
+    `model_signing verify` requires); a directory signed only with `model_signing sign`
+    (no manifest) is checked against its signature alone.
+    """
     reporter = reporter or SilentProgress()
+    if not directory.is_dir():
+        raise NotFound(f"{directory} is not a directory.")
+    actual = _hash_tree(directory, reporter)
     manifest_path, sums_path = directory / MANIFEST_NAME, directory / SUMS_NAME
+    signature_path = directory / SIGNATURE_NAME
+    signature = signature_path.read_bytes() if signature_path.is_file() else None
+    keys = load_trusted_keys(settings, list(trusted_keys))
     manifest = None
     if manifest_path.is_file():
         manifest = Manifest.from_bytes(manifest_path.read_bytes(), source=str(manifest_path))
@@ -89,23 +109,44 @@ def verify_directory(directory: Path, reporter: ProgressReporter | None = None) 
                                  path=str(sums_path), source=str(directory))
     elif sums_path.is_file():
         expected = parse_sha256sums(sums_path)
+    elif signature is not None and keys:
+        expected = {path: digest for path, digest in actual.items() if path != SIGNATURE_NAME}
     else:
         raise NotFound(f"{directory} has neither {MANIFEST_NAME} nor {SUMS_NAME}; it was not made by "
-                       f"'modelreg pull --dest'. Pass a directory that has them, or a version such as v9.")
-    checks = []
-    for relative, digest in sorted(expected.items()):
-        path = contained_path(directory, relative)
-        if not path.is_file():
-            checks.append(FileCheck(relative, digest, None))
-            continue
-        actual, _size = hash_file(path, reporter.task(f"verify {relative}", path.stat().st_size))
-        checks.append(FileCheck(relative, digest, actual))
+                       f"'modelreg pull --dest'. Pass a directory that has them (or a model.sig and "
+                       f"--trusted-key), or a version such as v9.")
+    checks = [FileCheck(path, digest, actual.get(path)) for path, digest in sorted(expected.items())]
     known = set(expected) | {MANIFEST_NAME, SUMS_NAME, SIGNATURE_NAME}
-    untracked = tuple(sorted(p.relative_to(directory).as_posix() for p in directory.rglob("*")
-                             if p.is_file() and p.relative_to(directory).as_posix() not in known))
+    untracked = tuple(sorted(path for path in actual if path not in known))
     report = VerifyReport(subject=str(directory), checks=checks, manifest=manifest, untracked=untracked)
     report.raise_for_failures(str(directory), "Re-create the directory with 'modelreg pull VERSION --dest DIR'.")
+    report.signature = _directory_signature(signature, keys, actual, str(directory))
     return report
+
+
+def _hash_tree(directory: Path, reporter: ProgressReporter) -> dict[str, str]:
+    digests = {}
+    for path in sorted(directory.rglob("*")):
+        if path.is_file() and not path.is_symlink():
+            relative = path.relative_to(directory).as_posix()
+            digests[relative], _size = hash_file(path, reporter.task(f"verify {relative}",
+                                                                     path.stat().st_size))
+    return digests
+
+
+def _directory_signature(signature: bytes | None, keys: list, actual: dict[str, str],
+                         subject: str) -> SignatureStatus:
+    from registry.signing import check_signed_files, signer_of, verify_signature
+
+    if not keys:
+        return SignatureStatus(signed=signature is not None,
+                               claimed_by=signer_of(signature) if signature else None)
+    if signature is None:
+        raise UntrustedError(f"{subject} has no {SIGNATURE_NAME}, but trusted keys were given; only "
+                             f"signed directories are accepted.")
+    check = verify_signature(signature, keys)
+    check_signed_files(check, {p: d for p, d in actual.items() if p != SIGNATURE_NAME}, subject)
+    return SignatureStatus(signed=True, verified_by=check.signer_fingerprint, key_source=check.signer_source)
 
 
 def parse_sha256sums(path: Path) -> dict[str, str]:
