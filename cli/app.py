@@ -165,9 +165,9 @@ def key_passphrase(key: Optional[Path], ask: bool = False, confirm: bool = False
 app.command("list")(handle_errors(remote_commands.list_versions))
 app.command("show")(handle_errors(remote_commands.show))
 app.command("ingest")(handle_errors(model_commands.ingest))
-# app.command("train")(handle_errors(model_commands.train))
-# app.command("predict")(handle_errors(model_commands.predict))
-# app.command("demo-data")(handle_errors(model_commands.demo_data))
+app.command("train")(handle_errors(model_commands.train))
+app.command("predict")(handle_errors(model_commands.predict))
+app.command("demo-data")(handle_errors(model_commands.demo_data))
 
 
 def main() -> None:

@@ -42,6 +42,8 @@ def handle_errors(command):
             for note in getattr(exc, "__notes__", []):
                 stderr.print(Text(f"  {note}"), soft_wrap=True)
             raise typer.Exit(exc.exit_code) from None
+        except BrokenPipeError:  # output piped into e.g. `head`, which stopped reading: not an error
+            raise typer.Exit(141) from None
         except KeyboardInterrupt:
             stderr.print("Interrupted; nothing half-written is visible (partial downloads resume).")
             raise typer.Exit(130) from None

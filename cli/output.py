@@ -18,6 +18,8 @@ from registry.progress import SilentProgress
 
 stdout = Console(soft_wrap=True)
 stderr = Console(stderr=True, soft_wrap=True)
+if not stdout.is_terminal:  # piped output: never cut digests to fit 80 columns
+    stdout.width = 200
 
 
 class RichProgress:

@@ -1,0 +1,45 @@
+"""`modelreg train`: run the v9 training pipeline and bundle what it produced.
+
+Training itself lives in `registry.family.training`; this module resolves where
+the data is (flag > MODELREG_DATA_DIR > config `data_dirs`), and turns the four
+artifacts into a cached, pinned bundle whose manifest carries every
+hyper-parameter, the training settings, the metrics and the dataset fingerprint.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+from registry import provenance
+from registry.bundle import create_bundle
+from registry.config import Settings
+from registry.manifest import Manifest
+from registry.progress import ProgressReporter
+from registry.refs import Ref
+
+
+def train_bundle(settings: Settings, ref: Ref, *, data_dir: Path | None, out_dir: Path | None = None,
+                 options=None, on_epoch=None, on_warning=None,
+                 reporter: ProgressReporter | None = None):
+    """Train from the resolved data directory; returns (manifest, TrainResult, data directory)."""
+    from registry.family.architecture import FAMILY
+    from registry.family.data import resolve_data_dir
+    from registry.family.training import TrainOptions, train
+
+    source = resolve_data_dir(data_dir, settings.data_dir_env, settings.data_dirs)
+    options = options or TrainOptions()
+    if options.version != ref.version:
+        options = replace(options, version=ref.version)
+    out_dir = out_dir or settings.workspace / "artifacts" / f"{ref.name}-{ref.version}"
+    result = train(source, out_dir, options=options, on_epoch=on_epoch, on_warning=on_warning)
+    hp = result.hyperparameters
+    model = {"family": FAMILY, "input_shape": [hp["sequence_length"], hp["feature_dim"]],
+             "labels": list(result.labels), "hyperparameters": hp, "training": result.training}
+    files = {Path(path).name: (role, Path(path)) for role, path in result.files.items()}
+    manifest: Manifest = create_bundle(
+        settings, ref, files, model=model, metrics=result.metrics,
+        provenance=provenance.collect(settings.workspace, source="train",
+                                      dataset_fingerprint=result.dataset_fingerprint),
+        reporter=reporter)
+    return manifest, result, source
