@@ -14,6 +14,7 @@ from registry import artifacts, provenance
 from registry.bundle import create_bundle
 from registry.config import Settings
 from registry.errors import InvalidArtifact, UsageError
+from registry.family.training import artifact_names
 from registry.manifest import Manifest
 from registry.progress import ProgressReporter
 from registry.refs import Ref
@@ -32,19 +33,9 @@ class ArtifactPaths:
         return {role: getattr(self, role) for role in ROLE_ORDER}
 
 
-def seed_file_names(version: str) -> dict[str, str]:
-    """The file names the seed's download script used, e.g. best_model_v9.h5."""
-    return {
-        "weights": f"best_model_{version}.h5",
-        "labels": f"label_classes_{version}.npy",
-        "mean": f"audio_mean_{version}.npy",
-        "std": f"audio_std_{version}.npy",
-    }
-
-
 def find_artifacts(version: str, source_dir: Path | None, explicit: dict[str, Path | None]) -> ArtifactPaths:
     """Combine `--from DIR` (seed names) with `--weights/--labels/--mean/--std` overrides."""
-    names = seed_file_names(version)
+    names = artifact_names(version)
     paths, missing = {}, []
     for role in ROLE_ORDER:
         path = explicit.get(role) or (source_dir / names[role] if source_dir else None)
@@ -89,7 +80,7 @@ def ingest(settings: Settings, ref: Ref, paths: ArtifactPaths, *, metrics: dict 
     """Validate the artifacts, store them in the local cache and pin the manifest in the workspace."""
     labels = artifacts.check_labels(artifacts.read_npy(paths.labels, "labels"), str(paths.labels))
     model = describe_model(paths.weights, labels, paths.mean, paths.std)
-    names = seed_file_names(ref.version)
+    names = artifact_names(ref.version)
     files = {names[role]: (role, path) for role, path in paths.by_role().items()}
     return create_bundle(settings, ref, files, model=model, metrics=metrics or {},
                          provenance=provenance.collect(settings.workspace, source="ingest"),

@@ -90,7 +90,6 @@ def load(ref: str = "v9", remote: str | None = None, *, settings: Settings | Non
 
 def load_manifest(cache: Cache, manifest: Manifest) -> LoadedModel:
     """Load a bundle whose manifest the caller already verified (pin, signature)."""
-    from registry.family import h5config
     from registry.family.architecture import FAMILY
 
     family = manifest.model.get("family")
@@ -109,7 +108,6 @@ def load_manifest(cache: Cache, manifest: Manifest) -> LoadedModel:
     artifacts.check_normalization(mean, std, hp["feature_dim"], manifest.ref)
     with tempfile.TemporaryDirectory(prefix="modelreg-load-") as private:
         weights = _private_weights_copy(cache, manifest.file_for_role("weights"), Path(private))
-        h5config.check_compatible(weights, hp)
         from registry.family import inference
 
         model = inference.load_weights_into(weights, hp)

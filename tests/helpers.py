@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+
 from registry.bundle import create_bundle
 from registry.config import Settings, add_remote
 from registry.manifest import Manifest
@@ -45,3 +47,14 @@ def register_remote(settings: Settings, spec, name: str = "target") -> str:
     """Save `spec` as a named remote so CLI calls can use `--remote NAME`."""
     add_remote(settings, name, spec.url, options={k: v for k, v in spec.options.items()})
     return name
+
+
+def reference_inputs(hp: dict, features: list, mean, std):
+    """What the v9 model is fed for `features`, built independently of registry code (for reference models)."""
+    batch = np.zeros((len(features), hp["sequence_length"], hp["feature_dim"]), np.float32)
+    mask = np.zeros(batch.shape[:2], bool)
+    for i, f in enumerate(features):
+        n = min(len(f), hp["sequence_length"])
+        batch[i, :n] = (f[:n] - mean) / std
+        mask[i, :n] = True
+    return [batch, mask] if hp["masking"] == "lengths" else batch
