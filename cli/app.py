@@ -17,6 +17,7 @@ from cli.context import AcceptHostKey, JsonOption, RemoteOption, ref_of, resolve
 from cli.errors import EXIT_CODES_HELP, State, handle_errors
 from cli.output import human_size, print_json, progress_reporter, stdout
 from registry.config import Settings
+from registry.errors import UsageError
 
 app = typer.Typer(
     name="modelreg",
@@ -49,7 +50,7 @@ def push(ref: str = typer.Argument(..., help="[NAME:]VERSION, e.g. v9"),
     key = sign or (Path(settings.signing_key).expanduser() if settings.signing_key else None)
     with progress_reporter(State.quiet) as reporter:
         result = push_version(settings, ref_of(settings, ref), spec, sign_key=key,
-                              passphrase=key_passphrase(key), reporter=reporter)
+                              passphrase=key_passphrase(settings, key), reporter=reporter)
     signed = " Signed: model.sig stored." if result.signed else (
         " It already carries a signature (kept)." if key else "")
     if result.already_published:
@@ -138,37 +139,27 @@ def keygen(path: Path = typer.Argument(..., help="Private key file to create; PA
     """Create an ECDSA P-256 signing key pair (OpenSSF model-signing compatible)."""
     from registry.keys import generate_keypair, key_fingerprint, load_public_key
 
-    secret = key_passphrase(path, ask=passphrase, confirm=True) if passphrase else None
+    secret = key_passphrase(Settings.resolve(), path, ask=passphrase, confirm=True) if passphrase else None
+    if passphrase and not secret:
+        raise UsageError("--passphrase needs a terminal to ask on, or MODELREG_KEY_PASSPHRASE set; "
+                         "no key was written.")
     private, public = generate_keypair(path, secret)
     stdout.print(f"Wrote {private} (private, mode 0600) and {public} (public), fingerprint "
                  f"{key_fingerprint(load_public_key(public))}. Share the .pub; trust it by copying it "
                  f"to manifests/trusted_keys/.", highlight=False)
 
 
-def key_passphrase(key: Optional[Path], ask: bool = False, confirm: bool = False) -> Optional[bytes]:
+def key_passphrase(settings: Settings, key: Optional[Path], ask: bool = False,
+                   confirm: bool = False) -> Optional[bytes]:
     """MODELREG_KEY_PASSPHRASE, else a prompt on a terminal when the key is encrypted (or `ask`)."""
-    import os
     import sys
 
     if key is None:
         return None
-    secret = os.environ.get("MODELREG_KEY_PASSPHRASE")
-    if secret:
-        return secret.encode()
+    if settings.key_passphrase:
+        return settings.key_passphrase.encode()
     encrypted = ask or (key.is_file() and b"ENCRYPTED" in key.read_bytes()[:200])
     if encrypted and sys.stdin.isatty():
         return typer.prompt(f"Passphrase for {key}", hide_input=True,
                             confirmation_prompt=confirm).encode()
     return None
-
-
-app.command("list")(handle_errors(remote_commands.list_versions))
-app.command("show")(handle_errors(remote_commands.show))
-app.command("ingest")(handle_errors(model_commands.ingest))
-app.command("train")(handle_errors(model_commands.train))
-app.command("predict")(handle_errors(model_commands.predict))
-app.command("demo-data")(handle_errors(model_commands.demo_data))
-
-
-def main() -> None:
-    app()

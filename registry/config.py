@@ -64,6 +64,7 @@ class Settings:
     trusted_keys: tuple = ()
     signing_key: str | None = None
     ssh_passphrase: str | None = field(default=None, repr=False)
+    key_passphrase: str | None = field(default=None, repr=False)
 
     @property
     def known_hosts_path(self) -> Path:
@@ -104,6 +105,7 @@ class Settings:
             trusted_keys=tuple(data.get("trusted_keys") or ()),
             signing_key=env.get("MODELREG_SIGNING_KEY") or data.get("signing_key"),
             ssh_passphrase=env.get("MODELREG_SSH_PASSPHRASE") or None,
+            key_passphrase=env.get("MODELREG_KEY_PASSPHRASE") or None,
         )
 
     def with_workspace(self, workspace: Path) -> "Settings":
