@@ -163,3 +163,15 @@ def key_passphrase(settings: Settings, key: Optional[Path], ask: bool = False,
         return typer.prompt(f"Passphrase for {key}", hide_input=True,
                             confirmation_prompt=confirm).encode()
     return None
+
+
+app.command("list")(handle_errors(remote_commands.list_versions))
+app.command("show")(handle_errors(remote_commands.show))
+app.command("ingest")(handle_errors(model_commands.ingest))
+app.command("train")(handle_errors(model_commands.train))
+app.command("predict")(handle_errors(model_commands.predict))
+app.command("demo-data")(handle_errors(model_commands.demo_data))
+
+
+def main() -> None:
+    app()
