@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+from dataclasses import replace
 from typing import Optional
 
 import typer
@@ -17,8 +19,17 @@ JsonOption = typer.Option(False, "--json", help="Print machine-readable JSON.")
 
 
 def resolve(remote: Optional[str], accept_new_host_key: bool = False) -> tuple[Settings, RemoteSpec]:
+    """Settings and the chosen remote; on a terminal, SSH key passphrases are asked for when needed."""
     settings = Settings.resolve()
-    return settings, settings.remote(remote, accept_new_host_key=accept_new_host_key or None)
+    spec = settings.remote(remote, accept_new_host_key=accept_new_host_key or None)
+    if spec.url.startswith("ssh://") and "passphrase" not in spec.options and sys.stdin.isatty():
+        spec = replace(spec, options={**spec.options, "passphrase": ask_ssh_passphrase})
+    return settings, spec
+
+
+def ask_ssh_passphrase(key_path) -> str:
+    return typer.prompt(f"Passphrase for SSH key {key_path}", hide_input=True, default="",
+                        show_default=False)
 
 
 def ref_of(settings: Settings, text: str) -> Ref:
