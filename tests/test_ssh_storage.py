@@ -1,0 +1,418 @@
+"""The ssh:// backend against a real OpenSSH sshd (tests/fixtures_ssh.py)."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import shutil
+import socket
+import subprocess
+import threading
+import time
+import uuid
+from dataclasses import replace
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+
+from fixtures_ssh import SshdServer, free_port, generate_key
+from registry.config import RemoteSpec
+from registry.errors import AlreadyExists, NotFound, RemoteError, UntrustedError, UsageError
+from registry.hashing import HashingSink
+from registry.layout import blob_key
+from registry.storage import open_storage, ssh, ssh_pipeline
+from registry.storage.local import TEMP_PREFIX
+from registry.storage.ssh import SSHStorage
+from registry.storage.ssh_connect import parse_ssh_url
+
+pytestmark = pytest.mark.ssh
+
+
+@pytest.fixture
+def storage(ssh_remote: RemoteSpec):
+    with SSHStorage(ssh_remote) as opened:
+        yield opened
+
+
+def remote_root(spec: RemoteSpec) -> Path:
+    """The registry directory on the (local) server's filesystem."""
+    return Path(urlsplit(spec.url).path)
+
+
+def read_bytes(storage: SSHStorage, key: str, offset: int = 0) -> bytes:
+    sink = io.BytesIO()
+    storage.read(key, sink, offset=offset)
+    return sink.getvalue()
+
+
+def with_options(spec: RemoteSpec, **options) -> RemoteSpec:
+    return replace(spec, options={**spec.options, **options})
+
+
+def openssh_fingerprint(public_key: Path) -> str:
+    return subprocess.run(["ssh-keygen", "-lf", str(public_key)], check=True, capture_output=True,
+                          text=True).stdout.split()[1]
+
+
+def test_open_storage_chooses_the_ssh_backend(ssh_remote: RemoteSpec):
+    with open_storage(ssh_remote) as opened:
+        assert isinstance(opened, SSHStorage)
+
+
+def test_bytes_round_trip(storage: SSHStorage):
+    storage.write("models/emotion/v1/manifest.json", b'{"a": 1}')
+
+    assert read_bytes(storage, "models/emotion/v1/manifest.json") == b'{"a": 1}'
+    assert storage.stat("models/emotion/v1/manifest.json") == 8
+
+
+@pytest.fixture(params=["one connection", "two connections"])
+def streams(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> int:
+    """Large-file transfers over one connection, or spread over two (even for a small file)."""
+    if request.param == "two connections":
+        monkeypatch.setattr(ssh_pipeline, "NEW_CONNECTION_MIN_BYTES", 0)
+        return 2
+    monkeypatch.setattr(ssh, "STREAMS_PER_FILE", 1)
+    return 1
+
+
+def test_large_file_round_trip_keeps_every_byte(storage: SSHStorage, streams: int, tmp_path: Path):
+    payload = tmp_path / "weights.h5"
+    payload.write_bytes(os.urandom(20 * 1024 * 1024 + 12345))
+    digest = hashlib.sha256(payload.read_bytes()).hexdigest()
+    uploaded, downloaded = [], []
+
+    storage.write(blob_key(digest), payload, create_only=True, sha256=digest, progress=uploaded.append)
+    with open(tmp_path / "copy", "wb") as out:
+        sink = HashingSink(out)
+        storage.read(blob_key(digest), sink, progress=downloaded.append)
+
+    assert sink.hexdigest() == digest
+    assert sum(uploaded) == sum(downloaded) == payload.stat().st_size
+    assert storage._pool._count == streams
+
+
+def test_read_from_an_offset_returns_the_tail(storage: SSHStorage):
+    storage.write("blob", bytes(range(256)) * 4)
+
+    assert read_bytes(storage, "blob", offset=1000) == (bytes(range(256)) * 4)[1000:]
+
+
+def test_create_only_refuses_a_second_write_and_leaves_no_temp_file(storage: SSHStorage, ssh_remote):
+    storage.write("tags/emotion/prod.json", b"first", create_only=True)
+
+    with pytest.raises(AlreadyExists, match="tags/emotion/prod.json"):
+        storage.write("tags/emotion/prod.json", b"second", create_only=True)
+
+    assert read_bytes(storage, "tags/emotion/prod.json") == b"first"
+    assert os.listdir(remote_root(ssh_remote) / "tags" / "emotion") == ["prod.json"]
+
+
+def test_racing_create_only_writers_exactly_one_wins(storage: SSHStorage):
+    outcomes = []
+
+    def publish(index: int) -> None:
+        try:
+            storage.write("models/m/v1/manifest.json", f"writer {index}".encode(), create_only=True)
+            outcomes.append("won")
+        except AlreadyExists:
+            outcomes.append("refused")
+
+    threads = [threading.Thread(target=publish, args=(i,)) for i in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert sorted(outcomes) == ["refused"] * 5 + ["won"]
+
+
+def test_overwrite_replaces_the_object(storage: SSHStorage):
+    storage.write("tags/emotion/latest.json", b"v1")
+    storage.write("tags/emotion/latest.json", b"version 2")
+
+    assert read_bytes(storage, "tags/emotion/latest.json") == b"version 2"
+
+
+def test_list_is_recursive_sorted_and_skips_temp_files(storage: SSHStorage, ssh_remote: RemoteSpec):
+    for key in ("models/b/v1/manifest.json", "models/a/v2/manifest.json", "tags/a/prod.json"):
+        storage.write(key, b"x")
+    (remote_root(ssh_remote) / "models" / "a" / f"{TEMP_PREFIX}123-manifest.json").write_bytes(b"")
+
+    assert storage.list("models/") == ["models/a/v2/manifest.json", "models/b/v1/manifest.json"]
+    assert storage.list("") == ["models/a/v2/manifest.json", "models/b/v1/manifest.json",
+                                "tags/a/prod.json"]
+    assert storage.list("nothing/here") == []
+
+
+def test_delete_removes_and_ignores_a_missing_key(storage: SSHStorage):
+    storage.write("blob", b"x")
+
+    storage.delete("blob")
+    storage.delete("blob")
+
+    assert storage.stat("blob") is None
+
+
+def test_missing_key_raises_not_found(storage: SSHStorage):
+    with pytest.raises(NotFound, match="nope"):
+        read_bytes(storage, "nope")
+    assert storage.stat("nope") is None
+
+
+@pytest.mark.parametrize("size", [1000, 12 * 1024 * 1024])
+def test_sink_exception_propagates_and_the_storage_stays_usable(storage: SSHStorage, streams, size: int):
+    storage.write("blob", os.urandom(size))
+
+    with pytest.raises(OverflowError):
+        storage.read("blob", HashingSink(io.BytesIO(), limit=size // 2))
+
+    assert len(read_bytes(storage, "blob")) == size
+
+
+def test_parallel_writes_and_reads_from_threads(storage: SSHStorage):
+    payloads = {f"blobs/{i}": os.urandom(300_000 + i) for i in range(12)}
+    errors = []
+
+    def move(key: str) -> None:
+        try:
+            storage.write(key, payloads[key])
+            assert read_bytes(storage, key) == payloads[key]
+        except Exception as exc:  # collected and asserted below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=move, args=(key,)) for key in payloads]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert errors == []
+    assert storage.list("blobs") == sorted(payloads)
+
+
+def test_file_copied_in_by_scp_is_readable_with_its_sha256(sshd_server: SshdServer, ssh_remote, tmp_path):
+    payload = tmp_path / "model.h5"
+    payload.write_bytes(os.urandom(3 * 1024 * 1024))
+    digest = hashlib.sha256(payload.read_bytes()).hexdigest()
+    target = remote_root(ssh_remote) / blob_key(digest)
+    target.parent.mkdir(parents=True)
+    subprocess.run(sshd_server.scp_command(Path(ssh_remote.options["known_hosts"]), str(payload),
+                                           f"{sshd_server.user}@127.0.0.1:{target}"), check=True)
+
+    with SSHStorage(ssh_remote) as storage, open(tmp_path / "copy", "wb") as out:
+        sink = HashingSink(out)
+        storage.read(blob_key(digest), sink)
+
+    assert sink.hexdigest() == digest
+
+
+def test_unknown_host_is_refused_with_its_fingerprint_and_the_fix(sshd_server, ssh_remote, tmp_path):
+    spec = with_options(ssh_remote, known_hosts=str(tmp_path / "empty_known_hosts"))
+
+    with pytest.raises(UntrustedError) as caught, SSHStorage(spec) as storage:
+        storage.stat("x")
+
+    message = str(caught.value)
+    assert f"[127.0.0.1]:{sshd_server.port}" in message
+    assert openssh_fingerprint(sshd_server.host_key.with_suffix(".pub")) in message
+    assert "ssh-ed25519" in message and "--accept-new-host-key" in message
+
+
+def test_hashed_known_hosts_entry_is_trusted(ssh_remote, tmp_path):
+    known_hosts = Path(ssh_remote.options["known_hosts"])
+    subprocess.run(["ssh-keygen", "-q", "-H", "-f", str(known_hosts)], check=True, capture_output=True)
+    assert known_hosts.read_text().startswith("|1|")
+
+    with SSHStorage(ssh_remote) as storage:
+        assert storage.stat("x") is None
+
+
+def test_accepted_new_host_key_is_recorded_and_trusted_afterwards(sshd_server, ssh_remote, tmp_path):
+    known_hosts = tmp_path / "config" / "known_hosts"
+    with SSHStorage(with_options(ssh_remote, known_hosts=str(known_hosts),
+                                 accept_new_host_key=True)) as storage:
+        storage.write("blob", b"x")
+
+    assert known_hosts.read_text() == sshd_server.known_hosts_line
+    with SSHStorage(with_options(ssh_remote, known_hosts=str(known_hosts))) as storage:
+        assert storage.stat("blob") == 1
+
+
+def test_accepting_a_new_host_key_needs_a_modelreg_known_hosts_file(ssh_remote):
+    options = {k: v for k, v in ssh_remote.options.items() if k != "known_hosts"}
+    spec = replace(ssh_remote, options={**options, "accept_new_host_key": True})
+
+    with pytest.raises(UsageError, match="known_hosts"), SSHStorage(spec) as storage:
+        storage.stat("x")
+
+
+def test_changed_host_key_is_refused_even_with_accept_new(sshd_server, ssh_remote, tmp_path):
+    impostor = generate_key(tmp_path / "other_host_key")
+    key_type, blob = impostor.with_suffix(".pub").read_text().split()[:2]
+    known_hosts = tmp_path / "known_hosts"
+    known_hosts.write_text(f"# modelreg\n[127.0.0.1]:{sshd_server.port} {key_type} {blob}\n")
+    spec = with_options(ssh_remote, known_hosts=str(known_hosts), accept_new_host_key=True)
+
+    with pytest.raises(UntrustedError) as caught, SSHStorage(spec) as storage:
+        storage.stat("x")
+
+    message = str(caught.value)
+    assert "CHANGED" in message and f"{known_hosts} line 2" in message
+    assert openssh_fingerprint(impostor.with_suffix(".pub")) in message
+    assert openssh_fingerprint(sshd_server.host_key.with_suffix(".pub")) in message
+    assert known_hosts.read_text().count("\n") == 2
+
+
+def test_wrong_client_key_is_refused_naming_the_key(ssh_remote, tmp_path):
+    stranger = generate_key(tmp_path / "id_stranger")
+
+    with pytest.raises(RemoteError, match="refused") as caught, \
+            SSHStorage(with_options(ssh_remote, identity_file=str(stranger))) as storage:
+        storage.stat("x")
+
+    assert str(stranger) in str(caught.value)
+
+
+def test_encrypted_key_needs_the_passphrase_option(sshd_server, ssh_remote, tmp_path):
+    key = generate_key(tmp_path / "id_locked", passphrase="open sesame")
+    with open(sshd_server.workdir / "authorized_keys", "a") as authorized:
+        authorized.write(key.with_suffix(".pub").read_text())
+    spec = with_options(ssh_remote, identity_file=str(key))
+
+    with pytest.raises(RemoteError, match="MODELREG_SSH_PASSPHRASE"), SSHStorage(spec) as storage:
+        storage.stat("x")
+    with SSHStorage(with_options(spec, passphrase="open sesame")) as storage:
+        assert storage.stat("x") is None
+
+
+def test_passphrase_callback_is_asked_once_for_all_connections(sshd_server, ssh_remote, tmp_path):
+    key = generate_key(tmp_path / "id_locked", passphrase="open sesame")
+    with open(sshd_server.workdir / "authorized_keys", "a") as authorized:
+        authorized.write(key.with_suffix(".pub").read_text())
+    asked = []
+
+    def ask(path: Path) -> str:
+        asked.append(path)
+        return "open sesame"
+
+    with SSHStorage(with_options(ssh_remote, identity_file=str(key), passphrase=ask)) as storage:
+        connections = [storage._pool.acquire() for _ in range(3)]
+        for connection in connections:
+            storage._pool.release(connection)
+
+    assert asked == [key]
+
+
+def test_ssh_agent_key_is_used_when_no_key_file_is_named(sshd_server, ssh_remote, tmp_path,
+                                                          monkeypatch: pytest.MonkeyPatch):
+    socket_path = tmp_path / "agent.sock"
+    agent = subprocess.Popen(["ssh-agent", "-D", "-a", str(socket_path)], stdout=subprocess.DEVNULL)
+    try:
+        for _ in range(100):
+            if socket_path.exists():
+                break
+            time.sleep(0.02)
+        monkeypatch.setenv("SSH_AUTH_SOCK", str(socket_path))
+        subprocess.run(["ssh-add", "-q", str(sshd_server.client_key)], check=True, capture_output=True)
+        options = {k: v for k, v in ssh_remote.options.items() if k != "identity_file"}
+
+        with SSHStorage(replace(ssh_remote, options=options)) as storage:
+            storage.write("blob", b"signed by the agent")
+
+        assert (remote_root(ssh_remote) / "blob").exists()
+    finally:
+        agent.terminate()
+        agent.wait(timeout=5)
+
+
+def test_ssh_config_alias_supplies_host_port_user_and_key(sshd_server, ssh_remote, ssh_home):
+    (ssh_home / ".ssh").mkdir()
+    (ssh_home / ".ssh" / "config").write_text(
+        f"Host registry-box\n  HostName 127.0.0.1\n  Port {sshd_server.port}\n"
+        f"  User {sshd_server.user}\n  IdentityFile {sshd_server.client_key}\n")
+    spec = RemoteSpec(url=f"ssh://registry-box{remote_root(ssh_remote)}",
+                      options={"known_hosts": ssh_remote.options["known_hosts"]})
+
+    with SSHStorage(spec) as storage:
+        storage.write("blob", b"via alias")
+
+    assert (remote_root(ssh_remote) / "blob").read_bytes() == b"via alias"
+
+
+def test_proxy_jump_is_refused_as_unsupported(ssh_home):
+    (ssh_home / ".ssh").mkdir()
+    (ssh_home / ".ssh" / "config").write_text("Host inner\n  ProxyJump bastion\n")
+
+    with pytest.raises(UsageError, match="ProxyJump"):
+        SSHStorage(RemoteSpec(url="ssh://inner/srv/models"))
+
+
+def test_closed_port_fails_fast(ssh_remote):
+    spec = RemoteSpec(url=f"ssh://root@127.0.0.1:{free_port()}/srv", options=ssh_remote.options)
+    started = time.monotonic()
+
+    with pytest.raises(RemoteError, match="connection refused"), SSHStorage(spec) as storage:
+        storage.stat("x")
+
+    assert time.monotonic() - started < 2
+
+
+def test_silent_server_times_out_after_connect_timeout(ssh_remote):
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        url = f"ssh://root@127.0.0.1:{silent.getsockname()[1]}/srv"
+        spec = RemoteSpec(url=url, options={**ssh_remote.options, "connect_timeout": 1})
+        started = time.monotonic()
+
+        with pytest.raises(RemoteError, match="handshake"), SSHStorage(spec) as storage:
+            storage.stat("x")
+
+    assert time.monotonic() - started < 5
+
+
+def test_permission_denied_on_a_read_only_directory(sshd_server: SshdServer, ssh_remote: RemoteSpec):
+    user = sshd_server.unprivileged_user
+    if user is None:
+        pytest.skip("no unprivileged account ('nobody') to log in as")
+    read_only = sshd_server.workdir / f"read-only-{uuid.uuid4().hex[:8]}"
+    read_only.mkdir(mode=0o555)
+    spec = replace(ssh_remote, url=sshd_server.url(f"{read_only}/registry", user=user))
+    try:
+        with pytest.raises(RemoteError, match="Permission denied") as caught, \
+                SSHStorage(spec) as storage:
+            storage.write("blob", b"x")
+        assert user in str(caught.value) and str(read_only) in str(caught.value)
+    finally:
+        shutil.rmtree(read_only)
+
+
+def test_full_remote_disk_is_reported_and_the_partial_upload_removed(ssh_remote: RemoteSpec):
+    root = remote_root(ssh_remote)
+    root.mkdir(parents=True)
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "modelreg-test", str(root)],
+                             capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tiny tmpfs here: {mounted.stderr.decode().strip()}")
+    try:
+        with pytest.raises(RemoteError, match="full") as caught, SSHStorage(ssh_remote) as storage:
+            storage.write("blobs/big", os.urandom(3 * 1024 * 1024))
+        assert "removed" in str(caught.value)
+        assert list(root.rglob("*")) == [root / "blobs"]
+    finally:
+        subprocess.run(["umount", str(root)], check=True)
+
+
+@pytest.mark.parametrize("url", ["ssh://host", "ssh://host:notaport/x", "ssh://u:secret@host/x"])
+def test_malformed_urls_are_rejected(url: str):
+    with pytest.raises(UsageError):
+        parse_ssh_url(url)
+
+
+def test_tilde_path_is_relative_to_the_login_directory():
+    assert parse_ssh_url("ssh://alice@box:2222/~/models") == ("alice", "box", 2222, "models")
+    assert parse_ssh_url("ssh://box/~") == (None, "box", None, "")
+    assert parse_ssh_url("ssh://box/srv/models") == (None, "box", None, "/srv/models")
