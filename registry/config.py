@@ -31,7 +31,7 @@ from registry.errors import ConfigError, UsageError
 APP = "modelreg"
 DEFAULT_MODEL_NAME = "emotion"
 REMOTE_OPTION_KEYS = ("endpoint_url", "region", "profile", "addressing_style",
-                      "identity_file", "known_hosts", "connect_timeout")
+                      "identity_file", "known_hosts", "connect_timeout", "max_attempts")
 URL_SCHEMES = ("file", "s3", "ssh")
 
 

@@ -110,6 +110,7 @@ class SeaweedServer:
         self.admin = S3Keys("MRADMIN" + secrets.token_hex(6).upper(), secrets.token_urlsafe(24))
         self.read_only = S3Keys("MRREAD" + secrets.token_hex(6).upper(), secrets.token_urlsafe(24))
         self.process: subprocess.Popen | None = None
+        self._sockets: list[Path] = []
         self.endpoint_url = ""
         self.log_path = self.workdir / "weed.log"
 
@@ -132,6 +133,12 @@ class SeaweedServer:
         data_dir.mkdir(parents=True, exist_ok=True)
         config = self._write_identities()
         s3_port, master_port, volume_port, filer_port = free_port_pairs(4)
+        grpc = {name: port + GRPC_OFFSET for name, port in
+                (("master", master_port), ("volume", volume_port), ("filer", filer_port), ("s3", s3_port))}
+        # weed puts these Unix sockets in /tmp (the gRPC ones cannot be moved) and, killed, leaves them.
+        self._sockets = [Path(f"/tmp/seaweedfs-{name}-grpc-{port}.sock") for name, port in grpc.items()]
+        self._sockets += [Path(f"/tmp/seaweedfs-filer-{filer_port}.sock"),
+                          Path(f"/tmp/seaweedfs-s3-{s3_port}.sock")]
         command = [
             self.binary, "server", f"-dir={data_dir}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
             f"-master.port={master_port}", f"-volume.port={volume_port}", f"-filer.port={filer_port}",
@@ -208,18 +215,22 @@ class SeaweedServer:
     def stop(self, grace: float = 1.0) -> None:
         """SIGTERM the process group, then SIGKILL it: `weed` ignores SIGTERM for over 10 s."""
         process, self.process = self.process, None
-        if process is None or process.poll() is not None:
+        if process is None:
             return
         for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 10.0)):
+            if process.poll() is not None:
+                break
             try:
                 os.killpg(process.pid, sig)
             except ProcessLookupError:
-                return
+                break
             try:
                 process.wait(timeout=wait)
-                return
             except subprocess.TimeoutExpired:
                 continue
+        if process.poll() is not None:
+            for socket_path in self._sockets:
+                socket_path.unlink(missing_ok=True)
 
     def __enter__(self) -> "SeaweedServer":
         return self.start()

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import base64
 import io
-import socket
 import threading
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
@@ -38,17 +37,15 @@ from urllib.parse import urlsplit
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import (BotoCoreError, ClientError, ConnectionClosedError, ConnectTimeoutError,
-                                 EndpointConnectionError, IncompleteReadError, NoCredentialsError,
-                                 PartialCredentialsError, ProfileNotFound, ReadTimeoutError,
-                                 ResponseStreamingError)
+from botocore.exceptions import BotoCoreError, ClientError, ProfileNotFound
 from s3transfer.manager import TransferConfig, TransferManager
 from s3transfer.subscribers import BaseSubscriber
 
 from registry.config import RemoteSpec
-from registry.errors import (AlreadyExists, ConfigError, IntegrityError, NotFound, RegistryError,
+from registry.errors import (AlreadyExists, ConfigError, NotFound, RegistryError,
                              RemoteError, UsageError)
 from registry.hashing import CHUNK_SIZE, Progress, is_sha256_hex
+from registry.storage.s3_errors import ADVICE, STREAM_ERRORS, translate_error
 
 MiB = 1 << 20
 PART_SIZE = 16 * MiB
@@ -74,75 +71,6 @@ def parse_s3_url(url: str) -> tuple[str, str]:
     if parts.scheme != "s3" or not parts.netloc or parts.query or parts.fragment:
         raise UsageError(f"Invalid S3 URL {url!r}: use s3://bucket or s3://bucket/prefix.")
     return parts.netloc, parts.path.strip("/")
-
-
-_STREAM_ERRORS = (socket.timeout, ConnectionError, ReadTimeoutError, IncompleteReadError,
-                  ResponseStreamingError)
-"""Failures while reading a response body, which botocore does not retry: resume the range."""
-
-_THROTTLED = {"SlowDown", "Throttling", "ThrottlingException", "RequestLimitExceeded",
-              "TooManyRequests", "RequestThrottled", "RequestThrottledException"}
-_ADVICE = {
-    "InvalidAccessKeyId": "the access key ID is not known to this server. Check AWS_ACCESS_KEY_ID "
-                          "(or the profile's aws_access_key_id) and that endpoint_url names the "
-                          "right server.",
-    "SignatureDoesNotMatch": "the secret access key does not match the access key ID. Check "
-                             "AWS_SECRET_ACCESS_KEY (or the profile's aws_secret_access_key).",
-    "AccessDenied": "access denied: these credentials are not allowed to do this (a registry needs "
-                    "s3:GetObject, s3:PutObject, s3:ListBucket and s3:DeleteObject on the bucket and "
-                    "prefix). Ask the bucket's administrator, or use other credentials (AWS_PROFILE).",
-    "NoSuchBucket": "the bucket does not exist. Create it (aws s3 mb s3://BUCKET) or fix the remote URL.",
-    "ExpiredToken": "the session credentials have expired. Refresh them (aws sso login, or a new "
-                    "AWS_SESSION_TOKEN) and retry.",
-    "RequestTimeTooSkewed": "this machine's clock is too far from the server's. Synchronise it (NTP).",
-    "AuthorizationHeaderMalformed": "the request was signed for the wrong region. Set the remote's "
-                                    "region option to the bucket's region.",
-    "PermanentRedirect": "the bucket lives in another region or endpoint. Set the remote's region "
-                         "(or endpoint_url) option to the bucket's.",
-}
-_ADVICE["403"] = _ADVICE["Forbidden"] = _ADVICE["AccessDenied"]
-_ADVICE["TokenRefreshRequired"] = _ADVICE["InvalidToken"] = _ADVICE["ExpiredToken"]
-
-
-def translate_error(exc: Exception, *, action: str, bucket: str, key: str, endpoint: str) -> RegistryError:
-    """One typed error, with what failed, where and what to do, for a boto/botocore exception.
-
-    Messages never contain credentials: only the bucket, key, endpoint and the server's
-    error code and message.
-    """
-    where = f"Cannot {action} s3://{bucket}/{key} at {endpoint}"
-    if isinstance(exc, (NoCredentialsError, PartialCredentialsError)):
-        return RemoteError(f"{where}: no AWS credentials found. Set AWS_ACCESS_KEY_ID and "
-                           f"AWS_SECRET_ACCESS_KEY, or AWS_PROFILE (or the remote's profile option), "
-                           f"or run where an instance role provides them.")
-    if isinstance(exc, (EndpointConnectionError, ConnectTimeoutError)):
-        return RemoteError(f"{where}: the endpoint is unreachable ({exc}). Check endpoint_url, that "
-                           f"the server is running and that the network or proxy lets you reach it.")
-    if isinstance(exc, (ReadTimeoutError, ConnectionClosedError, *_STREAM_ERRORS)):
-        return RemoteError(f"{where}: the connection failed mid-transfer ({exc}). Retry; if it keeps "
-                           f"happening, check the network or the server's health.")
-    if not isinstance(exc, ClientError):
-        return RemoteError(f"{where}: {exc}.")
-    error = exc.response.get("Error", {})
-    code = str(error.get("Code", ""))
-    status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-    server_says = error.get("Message") or code or f"HTTP {status}"
-    attempts = exc.response.get("ResponseMetadata", {}).get("RetryAttempts", 0) + 1
-    if code in _THROTTLED or status == 503:
-        return RemoteError(f"{where}: the server is throttling requests or overloaded ({server_says}) "
-                           f"and still was after {attempts} attempts. Retry later, or move fewer files "
-                           f"at once.")
-    if code in ("BadDigest", "XAmzContentSHA256Mismatch", "InvalidDigest"):
-        return IntegrityError(f"{where}: the server received bytes that do not match the checksum "
-                              f"(SHA-256 or CRC32) sent with them ({server_says}). The local file changed "
-                              f"during the upload, or its digest is wrong; check it and push again.",
-                              path=key, source="upload")
-    if code in _ADVICE:
-        return RemoteError(f"{where}: {_ADVICE[code]} (server said: {server_says})")
-    if status and status >= 500:
-        return RemoteError(f"{where}: server error {code or status} ({server_says}) after {attempts} "
-                           f"attempts. Retry later; if it persists, check the server.")
-    return RemoteError(f"{where}: {code or status}: {server_says}.")
 
 
 def _require_absent(params: dict, **_kwargs) -> None:
@@ -222,7 +150,7 @@ class S3Storage:
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchBucket"):
                 raise RemoteError(f"Cannot use s3://{self.bucket} at {self.endpoint}: "
-                                  f"{_ADVICE['NoSuchBucket']}") from exc
+                                  f"{ADVICE['NoSuchBucket']}") from exc
             return  # 403 and friends: the bucket may exist but listing it is not allowed.
         except BotoCoreError as exc:
             raise self._error(exc, "open bucket") from exc
@@ -320,7 +248,7 @@ class S3Storage:
             while True:
                 try:
                     chunk = next(chunks, None)
-                except _STREAM_ERRORS as exc:
+                except STREAM_ERRORS as exc:
                     if attempt == MAX_ATTEMPTS:
                         raise self._error(exc, "download", key) from exc
                     break
@@ -349,7 +277,7 @@ class S3Storage:
                         body.close()
                         return []
                     chunks.append(chunk)
-            except _STREAM_ERRORS as exc:
+            except STREAM_ERRORS as exc:
                 if attempt == MAX_ATTEMPTS:
                     raise self._error(exc, "download", key) from exc
                 continue
