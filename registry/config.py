@@ -112,12 +112,12 @@ class Settings:
         return replace(self, workspace=workspace)
 
     def remote(self, name_or_url: str | None = None, **overrides) -> RemoteSpec:
-        """The remote named or given as URL, else the default one, else the local registry.
+        """The remote named or given as URL, else the default one, else the local registry ("local").
 
         `overrides` (e.g. `accept_new_host_key=True`) are added to its options.
         """
         choice = name_or_url or self.default_remote
-        if not choice:
+        if not choice or (choice == "local" and "local" not in self.remotes):
             spec = RemoteSpec(url=self.local_registry.resolve().as_uri(), name="local")
         elif choice in self.remotes:
             spec = self.remotes[choice]
