@@ -1,0 +1,39 @@
+"""The CLI's everyday commands stay fast: --help, push and pull never import tensorflow."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+from helpers import make_bundle
+
+PROBE = """
+import sys
+from cli.app import app
+try:
+    app(sys.argv[1:], standalone_mode=False)
+finally:
+    heavy = sorted(m for m in ("tensorflow", "keras", "tf_keras", "sklearn") if m in sys.modules)
+    print("HEAVY:" + ",".join(heavy))
+"""
+
+
+def imported_heavy_modules(*args: str) -> str:
+    out = subprocess.run([sys.executable, "-c", PROBE, *args], capture_output=True, text=True,
+                         env=dict(os.environ), timeout=120)
+    line = [text for text in out.stdout.splitlines() if text.startswith("HEAVY:")]
+    assert line, out.stdout + out.stderr
+    return line[-1].removeprefix("HEAVY:")
+
+
+def test_help_imports_no_tensorflow():
+    assert imported_heavy_modules("--help") == ""
+
+
+def test_push_and_pull_import_no_tensorflow(settings, tmp_path, monkeypatch):
+    make_bundle(settings, "v9", {"weights.h5": b"w" * 1000}, tmp_path)
+    assert imported_heavy_modules("push", "v9") == ""
+    monkeypatch.setenv("MODELREG_CACHE", str(tmp_path / "fresh"))
+    assert imported_heavy_modules("pull", "v9", "--dest", str(tmp_path / "dest")) == ""
+    assert (tmp_path / "dest" / "weights.h5").is_file()
