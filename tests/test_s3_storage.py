@@ -189,27 +189,6 @@ def test_create_only_is_enforced_by_the_server_when_the_key_appears_after_the_ch
     assert read_all(storage, "k") == b"winner"
 
 
-@pytest.mark.s3
-def test_racing_create_only_writers_exactly_one_wins(storage):
-    outcomes: list[str] = []
-    barrier = threading.Barrier(4)
-
-    def writer(n: int) -> None:
-        barrier.wait()
-        try:
-            storage.write("race", f"writer {n}".encode(), create_only=True)
-            outcomes.append("won")
-        except AlreadyExists:
-            outcomes.append("refused")
-
-    threads = [threading.Thread(target=writer, args=(n,)) for n in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert sorted(outcomes) == ["refused"] * 3 + ["won"]
-
-
 # -- list, delete, missing keys ------------------------------------------------------------
 
 @pytest.mark.s3
