@@ -23,7 +23,7 @@ from filelock import Timeout
 from registry.cache import Cache
 from registry.config import RemoteSpec, Settings
 from registry.errors import AlreadyExists, IntegrityError, LocalIOError, NotFound, RegistryError
-from registry.hashing import CHUNK_SIZE, HashingSink
+from registry.hashing import CHUNK_SIZE, HashingSink, hash_bytes
 from registry.layout import SIGNATURE_NAME, SUMS_NAME, blob_key, version_key
 from registry.manifest import FileEntry, Manifest
 from registry.materialize import materialize
@@ -34,7 +34,7 @@ from registry.storage import open_storage
 from registry.storage.base import Storage
 from registry.trust import (SignatureStatus, check_bundle_signature, check_tag_not_downgraded,
                             remember_tag, sign_bundle)
-from registry.workspace import check_against_pin, pin, read_pinned
+from registry.workspace import check_against_pin, pin
 
 
 @dataclass
@@ -96,18 +96,12 @@ def push(settings: Settings, ref: Ref, spec: RemoteSpec, *, sign_key: Path | Non
     """
     reporter = reporter or SilentProgress()
     cache = Cache(settings.cache_dir)
-    manifest = cache.load_manifest(ref)
-    if manifest is None:
+    manifest_bytes = cache.read_manifest_bytes(ref)
+    if manifest_bytes is None:
         raise NotFound(f"{ref} is not in the local cache {cache.root}. Create it with 'modelreg ingest "
                        f"{ref.version} --from DIR' or 'modelreg train {ref.version}', or pull it first.")
-    pinned = read_pinned(settings.workspace, ref)
-    if pinned is not None and pinned.digest != manifest.digest:
-        raise IntegrityError(
-            f"The cached {ref} (manifest {manifest.digest[:12]}) differs from the pin in "
-            f"{settings.workspace / 'manifests'} ({pinned.digest[:12]}); refusing to push a bundle "
-            f"the workspace does not expect.", path=str(ref), expected=pinned.digest,
-            actual=manifest.digest, source="cache")
-    manifest_bytes = manifest.to_bytes()
+    manifest = Manifest.from_bytes(manifest_bytes, source=f"the local cache ({ref})")
+    check_against_pin(settings.workspace, manifest_bytes, ref, "the local cache")
     signature = sign_bundle(manifest, manifest_bytes, sign_key, passphrase) if sign_key else None
     storage = open_storage(spec)
     try:
@@ -115,7 +109,7 @@ def push(settings: Settings, ref: Ref, spec: RemoteSpec, *, sign_key: Path | Non
         manifest_key = version_key(ref.name, ref.version)
         existing = read_small(storage, manifest_key)
         if existing is not None:
-            _check_same_version(existing, manifest, spec)
+            _check_same_version(existing, manifest_bytes, ref, spec)
             result.already_published = True
         else:
             blobs = unique_blobs(manifest)
@@ -128,7 +122,7 @@ def push(settings: Settings, ref: Ref, spec: RemoteSpec, *, sign_key: Path | Non
             try:
                 storage.write(manifest_key, manifest_bytes, create_only=True)
             except AlreadyExists:
-                _check_same_version(read_small(storage, manifest_key) or b"", manifest, spec)
+                _check_same_version(read_small(storage, manifest_key) or b"", manifest_bytes, ref, spec)
         sums_key = version_key(ref.name, ref.version, SUMS_NAME)
         if storage.stat(sums_key) is None:
             storage.write(sums_key, manifest.sha256sums().encode())
@@ -150,12 +144,12 @@ def _publish_signature(storage: Storage, ref: Ref, signature: bytes) -> bool:
         return False
 
 
-def _check_same_version(remote_bytes: bytes, manifest: Manifest, spec: RemoteSpec) -> None:
-    remote_digest = hashlib.sha256(remote_bytes).hexdigest()
-    if remote_digest != manifest.digest:
+def _check_same_version(remote_bytes: bytes, manifest_bytes: bytes, ref: Ref, spec: RemoteSpec) -> None:
+    remote_digest, ours = hash_bytes(remote_bytes), hash_bytes(manifest_bytes)
+    if remote_digest != ours:
         raise AlreadyExists(
-            f"{manifest.ref} already exists on {spec.label} with different content (manifest "
-            f"{remote_digest[:12]}, yours {manifest.digest[:12]}). Versions are immutable: push "
+            f"{ref} already exists on {spec.label} with different content (manifest "
+            f"{remote_digest[:12]}, yours {ours[:12]}). Versions are immutable: push "
             f"under a new version name.")
 
 
@@ -272,7 +266,7 @@ def tag(settings: Settings, ref: Ref, tag_name: str, spec: RemoteSpec) -> Tag:
     try:
         manifest, data = fetch_manifest(storage, ref)
         new_tag = Tag(name=manifest.name, tag=tag_name, version=manifest.version,
-                      manifest_sha256=hashlib.sha256(data).hexdigest())
+                      manifest_sha256=hash_bytes(data))
         if storage.stat(version_key(manifest.name, tag_name)) is not None:
             raise AlreadyExists(f"{manifest.name}:{tag_name} is a version on {spec.label}; a tag "
                                 f"cannot share its name. Pick another tag name.")
