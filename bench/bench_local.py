@@ -21,10 +21,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from common import median_seconds, parse_size, print_table, run, settings_in, write_random_file  # noqa: E402
-from registry.bundle import create_bundle  # noqa: E402
-from registry.config import RemoteSpec  # noqa: E402
-from registry.refs import Ref  # noqa: E402
-from registry.transfer import pull, push  # noqa: E402
+from modelreg.bundle import create_bundle  # noqa: E402
+from modelreg.config import RemoteSpec  # noqa: E402
+from modelreg.refs import Ref  # noqa: E402
+from modelreg.transfer import pull, push  # noqa: E402
 
 
 def bench_size(work: Path, size: int) -> dict:

@@ -30,9 +30,9 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO_ROOT), str(REPO_ROOT / "tests")]
 
 from fixtures_s3 import SeaweedServer  # noqa: E402
-from registry.config import RemoteSpec  # noqa: E402
-from registry.hashing import HashingSink  # noqa: E402
-from registry.storage.s3 import S3Storage  # noqa: E402
+from modelreg.config import RemoteSpec  # noqa: E402
+from modelreg.hashing import HashingSink  # noqa: E402
+from modelreg.storage.s3.backend import S3Storage  # noqa: E402
 
 BUCKET = "bench"
 UNITS = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}

@@ -37,11 +37,11 @@ sys.path.insert(0, str(ROOT))
 
 from common import parse_size, print_table, write_random_file  # noqa: E402
 from fixtures_ssh import SshdServer  # noqa: E402
-from registry.config import RemoteSpec  # noqa: E402
-from registry.hashing import HashingSink  # noqa: E402
+from modelreg.config import RemoteSpec  # noqa: E402
+from modelreg.hashing import HashingSink  # noqa: E402
 import paramiko  # noqa: E402
-from registry.storage import ssh, ssh_connect, ssh_pipeline, ssh_sftp  # noqa: E402
-from registry.storage.ssh import SSHStorage  # noqa: E402
+from modelreg.storage.ssh import backend as ssh, connect as ssh_connect, pipeline as ssh_pipeline, sftp as ssh_sftp  # noqa: E402
+from modelreg.storage.ssh.backend import SSHStorage  # noqa: E402
 
 MEASURES = ("scp_up", "warm_up", "cold_up", "stock_up", "scp_down", "warm_down", "cold_down", "stock_down")
 

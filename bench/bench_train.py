@@ -26,8 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from common import print_table  # noqa: E402
-from registry.family.demo_data import write_demo_dataset  # noqa: E402
-from registry.family.training import TrainOptions, train  # noqa: E402
+from modelreg.families.v9.demo_data import write_demo_dataset  # noqa: E402
+from modelreg.families.v9.training import TrainOptions, train  # noqa: E402
 
 PROFILES = {
     "default": {"max_len": None, "hyperparameters": {}},

@@ -8,7 +8,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from registry.config import Settings
+from modelreg.config import Settings
 
 REPEATS = 3
 

@@ -12,12 +12,12 @@ from typing import Optional
 
 import typer
 
-from cli import model_commands, remote_commands
-from cli.context import AcceptHostKey, JsonOption, RemoteOption, ref_of, resolve
-from cli.errors import EXIT_CODES_HELP, State, handle_errors
-from cli.output import human_size, print_json, progress_reporter, stdout
-from registry.config import Settings
-from registry.errors import UsageError
+from modelreg.cli import model_commands, remote_commands
+from modelreg.cli.context import AcceptHostKey, JsonOption, RemoteOption, ref_of, resolve
+from modelreg.cli.errors import EXIT_CODES_HELP, State, handle_errors
+from modelreg.cli.output import human_size, print_json, progress_reporter, stdout
+from modelreg.config import Settings
+from modelreg.errors import UsageError
 
 app = typer.Typer(
     name="modelreg",
@@ -44,7 +44,7 @@ def push(ref: str = typer.Argument(..., help="[NAME:]VERSION, e.g. v9"),
                                              "(see keygen); default: signing_key in the config."),
          remote: Optional[str] = RemoteOption, accept_new_host_key: bool = AcceptHostKey) -> None:
     """Upload a cached version: missing blobs first, the manifest last (create-only)."""
-    from registry.transfer import push as push_version
+    from modelreg.transfer import push as push_version
 
     settings, spec = resolve(remote, accept_new_host_key)
     key = sign or (Path(settings.signing_key).expanduser() if settings.signing_key else None)
@@ -72,7 +72,7 @@ def pull(ref: str = typer.Argument(..., help="[NAME:]VERSION or a tag"),
                                               help="Accept a tag that moved back to an older version."),
          remote: Optional[str] = RemoteOption, accept_new_host_key: bool = AcceptHostKey) -> None:
     """Download a version into the verified local cache (and optionally into --dest)."""
-    from registry.transfer import pull as pull_version
+    from modelreg.transfer import pull as pull_version
 
     settings, spec = resolve(remote, accept_new_host_key)
     with progress_reporter(State.quiet) as reporter:
@@ -93,8 +93,8 @@ def tag(ref: str = typer.Argument(..., help="The version (or tag) to point at"),
         tag_name: str = typer.Argument(..., metavar="TAG", help="Tag name, e.g. production"),
         remote: Optional[str] = RemoteOption, accept_new_host_key: bool = AcceptHostKey) -> None:
     """Point TAG at a version on the remote (tags move; versions never change)."""
-    from registry.layout import check_name
-    from registry.transfer import tag as tag_version
+    from modelreg.layout import check_name
+    from modelreg.transfer import tag as tag_version
 
     settings, spec = resolve(remote, accept_new_host_key)
     new_tag = tag_version(settings, ref_of(settings, ref), check_name(tag_name, "tag"), spec)
@@ -109,7 +109,7 @@ def verify(target: str = typer.Argument(..., help="A cached version (v9) or a di
                                                   "public key (repeatable; adds to the configured ones)."),
            json_output: bool = JsonOption) -> None:
     """Re-hash a cached version, or a directory against its manifest.json / SHA256SUMS / model.sig."""
-    from registry.verify import verify_cached, verify_directory
+    from modelreg.verify import verify_cached, verify_directory
 
     settings = Settings.resolve()
     with progress_reporter(State.quiet or json_output) as reporter:
@@ -137,7 +137,7 @@ def keygen(path: Path = typer.Argument(..., help="Private key file to create; PA
            passphrase: bool = typer.Option(False, "--passphrase", help="Encrypt the private key "
                                            "(asks on the terminal, or reads MODELREG_KEY_PASSPHRASE).")) -> None:
     """Create an ECDSA P-256 signing key pair (OpenSSF model-signing compatible)."""
-    from registry.keys import generate_keypair, key_fingerprint, load_public_key
+    from modelreg.trust.keys import generate_keypair, key_fingerprint, load_public_key
 
     secret = key_passphrase(Settings.resolve(), path, ask=passphrase, confirm=True) if passphrase else None
     if passphrase and not secret:

@@ -8,8 +8,8 @@ from typing import Optional
 
 import typer
 
-from registry.config import RemoteSpec, Settings
-from registry.refs import Ref, parse_ref
+from modelreg.config import RemoteSpec, Settings
+from modelreg.refs import Ref, parse_ref
 
 RemoteOption = typer.Option(None, "--remote", "-r", help="Remote name or URL (default: "
                             "$MODELREG_REMOTE, the configured default, else the local registry).")

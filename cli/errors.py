@@ -12,8 +12,8 @@ import traceback
 import typer
 from rich.text import Text
 
-from cli.output import stderr
-from registry.errors import RegistryError
+from modelreg.cli.output import stderr
+from modelreg.errors import RegistryError
 
 EXIT_CODES_HELP = (
     "Exit codes: 0 ok; 1 failure; 2 usage error; 3 verification failed (a digest or size did not "

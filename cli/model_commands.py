@@ -7,10 +7,10 @@ from typing import Optional
 
 import typer
 
-from cli.context import JsonOption, RemoteOption
-from cli.errors import State
-from cli.output import human_size, print_json, progress_reporter, stderr, stdout
-from registry.config import Settings
+from modelreg.cli.context import JsonOption, RemoteOption
+from modelreg.cli.errors import State
+from modelreg.cli.output import human_size, print_json, progress_reporter, stderr, stdout
+from modelreg.config import Settings
 
 
 def ingest(ref: str = typer.Argument(..., help="[NAME:]VERSION to create, e.g. v9"),
@@ -21,8 +21,8 @@ def ingest(ref: str = typer.Argument(..., help="[NAME:]VERSION to create, e.g. v
            mean: Optional[Path] = typer.Option(None, help="The per-feature mean .npy file."),
            std: Optional[Path] = typer.Option(None, help="The per-feature std .npy file.")) -> None:
     """Validate existing v9 artifacts and store them as a bundle in the local cache."""
-    from registry.ingest import find_artifacts, ingest as ingest_bundle
-    from registry.refs import parse_ref
+    from modelreg.ingest import find_artifacts, ingest as ingest_bundle
+    from modelreg.refs import parse_ref
 
     settings = Settings.resolve()
     parsed = parse_ref(ref, settings.default_model)
@@ -57,9 +57,9 @@ def train(ref: str = typer.Argument(..., help="[NAME:]VERSION to create, e.g. v9
           l2: Optional[float] = typer.Option(None, help="L2 weight on the dense layer.")) -> None:
     """Train the v9 model (WAV2VEC + BiLSTM + self-attention) and bundle it for push."""
     quiet_tensorflow_logs()
-    from registry.family.training import TrainOptions
-    from registry.refs import parse_ref
-    from registry.train import train_bundle
+    from modelreg.families.v9.training import TrainOptions
+    from modelreg.refs import parse_ref
+    from modelreg.train import train_bundle
 
     settings = Settings.resolve()
     parsed = parse_ref(ref, settings.default_model)
@@ -98,8 +98,8 @@ def predict(ref: str = typer.Argument(..., help="[NAME:]VERSION or a tag"),
             json_output: bool = JsonOption) -> None:
     """Classify utterances with a verified model (pulled if needed)."""
     quiet_tensorflow_logs()
-    from registry.family.data import load_utterance
-    from registry.loading import load
+    from modelreg.families.v9.data import load_utterance
+    from modelreg.loading import load
 
     utterances = [load_utterance(path, require_label=False) for path in files]
     with progress_reporter(State.quiet or json_output) as reporter:
@@ -120,7 +120,7 @@ def predict(ref: str = typer.Argument(..., help="[NAME:]VERSION or a tag"),
 def demo_data(directory: Path = typer.Argument(..., help="Where to write the synthetic .npz files"),
               samples: int = typer.Option(96), seed: int = typer.Option(0)) -> None:
     """Write a SYNTHETIC dataset shaped like the seed's (13 emotions, 768 features, <= 221 frames)."""
-    from registry.family.demo_data import write_demo_dataset
+    from modelreg.families.v9.demo_data import write_demo_dataset
 
     written = write_demo_dataset(directory, seed=seed, n=samples)
     stdout.print(f"Wrote {len(written)} synthetic utterances to {directory}. This data is SYNTHETIC "

@@ -1,7 +1,7 @@
 """How the CLI talks to people: rich progress bars and messages on stderr, results on stdout.
 
 Bars appear only on a terminal and never with --quiet; messages are suppressed by
---quiet. `RichProgress` implements `registry.progress.ProgressReporter`.
+--quiet. `RichProgress` implements `modelreg.progress.ProgressReporter`.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn,
                            TransferSpeedColumn)
 
-from registry.progress import SilentProgress
+from modelreg.progress import SilentProgress
 
 stdout = Console(soft_wrap=True)
 stderr = Console(stderr=True, soft_wrap=True)

@@ -7,10 +7,10 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from cli.context import AcceptHostKey, JsonOption, RemoteOption, ref_of, resolve
-from cli.errors import handle_errors
-from cli.output import human_size, print_json, stdout
-from registry.config import Settings, add_remote
+from modelreg.cli.context import AcceptHostKey, JsonOption, RemoteOption, ref_of, resolve
+from modelreg.cli.errors import handle_errors
+from modelreg.cli.output import human_size, print_json, stdout
+from modelreg.config import Settings, add_remote
 
 remote_app = typer.Typer(help="Named remotes (stored in the config file; never credentials).",
                          no_args_is_help=True)
@@ -60,7 +60,7 @@ def list_versions(name: Optional[str] = typer.Argument(None, help="Only this mod
                   remote: Optional[str] = RemoteOption, accept_new_host_key: bool = AcceptHostKey,
                   json_output: bool = JsonOption) -> None:
     """List the versions on a remote with their tags and sizes."""
-    from registry.catalog import list_remote
+    from modelreg.remote.catalog import list_remote
 
     settings, spec = resolve(remote, accept_new_host_key)
     infos = list_remote(settings, spec, name)
@@ -83,7 +83,7 @@ def show(ref: str = typer.Argument(..., help="[NAME:]VERSION or a tag"),
          remote: Optional[str] = RemoteOption, accept_new_host_key: bool = AcceptHostKey,
          json_output: bool = JsonOption) -> None:
     """Show one version: files, sizes, digests, model, metrics and tags."""
-    from registry.catalog import describe
+    from modelreg.remote.catalog import describe
 
     settings, spec = resolve(remote, accept_new_host_key)
     info = describe(settings, ref_of(settings, ref), spec)

@@ -1,7 +1,7 @@
 """modelreg: verified model bundles on local, S3 and SSH registries.
 
-    import registry
-    bundle = registry.load("v9")          # pull if needed, verify, build, load weights
+    import modelreg
+    bundle = modelreg.load("v9")          # pull if needed, verify, build, load weights
     bundle.predict(features)              # [(label, probabilities)] per input
 
 Heavy parts (boto3, paramiko, tensorflow) are imported only when used.
@@ -12,13 +12,13 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 _LAZY = {
-    "load": ("registry.loading", "load"),
-    "LoadedModel": ("registry.loading", "LoadedModel"),
-    "push": ("registry.transfer", "push"),
-    "pull": ("registry.transfer", "pull"),
-    "Settings": ("registry.config", "Settings"),
-    "RegistryError": ("registry.errors", "RegistryError"),
-    "IntegrityError": ("registry.errors", "IntegrityError"),
+    "load": ("modelreg.loading", "load"),
+    "LoadedModel": ("modelreg.loading", "LoadedModel"),
+    "push": ("modelreg.transfer", "push"),
+    "pull": ("modelreg.transfer", "pull"),
+    "Settings": ("modelreg.config", "Settings"),
+    "RegistryError": ("modelreg.errors", "RegistryError"),
+    "IntegrityError": ("modelreg.errors", "IntegrityError"),
 }
 
 

@@ -26,7 +26,7 @@ from urllib.parse import urlsplit
 
 import platformdirs
 
-from registry.errors import ConfigError, UsageError
+from modelreg.errors import ConfigError, UsageError
 
 APP = "modelreg"
 DEFAULT_MODEL_NAME = "emotion"
@@ -175,7 +175,7 @@ def write_config_file(path: Path, data: dict) -> None:
 def add_remote(settings: Settings, name: str, url: str, *, options: dict | None = None,
                make_default: bool = False) -> RemoteSpec:
     """Record a named remote (and optionally make it the default) in the config file."""
-    from registry.layout import check_name
+    from modelreg.layout import check_name
 
     check_name(name, "remote name")
     check_remote_url(url)

@@ -10,14 +10,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from registry import artifacts, provenance
-from registry.bundle import create_bundle
-from registry.config import Settings
-from registry.errors import InvalidArtifact, UsageError
-from registry.family.training import artifact_names
-from registry.manifest import Manifest
-from registry.progress import ProgressReporter
-from registry.refs import Ref
+from modelreg import provenance
+from modelreg.families.v9 import artifacts
+from modelreg.bundle import create_bundle
+from modelreg.config import Settings
+from modelreg.errors import InvalidArtifact, UsageError
+from modelreg.families.v9.training import artifact_names
+from modelreg.manifest import Manifest
+from modelreg.progress import ProgressReporter
+from modelreg.refs import Ref
 
 ROLE_ORDER = ("weights", "labels", "mean", "std")
 
@@ -52,8 +53,8 @@ def find_artifacts(version: str, source_dir: Path | None, explicit: dict[str, Pa
 
 def describe_model(weights: Path, labels: list[str], mean_path: Path, std_path: Path) -> dict:
     """Validate the four artifacts together and return the manifest's `model` section."""
-    from registry.family import h5config
-    from registry.family.architecture import FAMILY
+    from modelreg.families.v9 import h5config
+    from modelreg.families.v9.architecture import FAMILY
 
     config = h5config.read_model_config(weights)
     if h5config.contains_lambda_layer(config):

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import re
 
-from registry.errors import UsageError
-from registry.hashing import is_sha256_hex
+from modelreg.errors import UsageError
+from modelreg.hashing import is_sha256_hex
 
 MANIFEST_NAME = "manifest.json"
 SUMS_NAME = "SHA256SUMS"

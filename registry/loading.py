@@ -1,4 +1,4 @@
-"""Verified loading for downstream code: `registry.load("v9")`.
+"""Verified loading for downstream code: `modelreg.load("v9")`.
 
 Nothing unverified is ever deserialized. The cache is treated as untrusted: the
 manifest's bytes are read once and checked against the workspace pin, and every
@@ -19,16 +19,16 @@ from pathlib import Path
 
 import numpy as np
 
-from registry import artifacts
-from registry.cache import Cache
-from registry.config import Settings
-from registry.errors import IntegrityError, InvalidArtifact
-from registry.manifest import FileEntry, Manifest
-from registry.materialize import stage_verified_copy
-from registry.progress import ProgressReporter
-from registry.refs import Ref, parse_ref
-from registry.trust import check_bundle_signature
-from registry.workspace import check_against_pin
+from modelreg.families.v9 import artifacts
+from modelreg.local.cache import Cache
+from modelreg.config import Settings
+from modelreg.errors import IntegrityError, InvalidArtifact
+from modelreg.manifest import FileEntry, Manifest
+from modelreg.local.materialize import stage_verified_copy
+from modelreg.progress import ProgressReporter
+from modelreg.refs import Ref, parse_ref
+from modelreg.trust.policy import check_bundle_signature
+from modelreg.local.workspace import check_against_pin
 
 
 @dataclass(frozen=True)
@@ -53,7 +53,7 @@ class LoadedModel:
 
     def predict(self, features) -> list[Prediction]:
         """Classify one (frames x features) array or a list of them; normalizes, pads and masks."""
-        from registry.family import inference
+        from modelreg.families.v9 import inference
 
         batch = [features] if isinstance(features, np.ndarray) and features.ndim == 2 else list(features)
         results = inference.predict(self.model, self.hyperparameters, self.labels, self.mean,
@@ -76,7 +76,7 @@ def load(ref: str = "v9", remote: str | None = None, *, settings: Settings | Non
     cache = Cache(settings.cache_dir)
     manifest_bytes = cache.read_manifest_bytes(parsed)
     if manifest_bytes is None:
-        from registry.transfer import pull
+        from modelreg.transfer import pull
 
         result = pull(settings, parsed, settings.remote(remote), reporter=reporter)
         parsed = Ref(result.manifest.name, result.manifest.version)
@@ -90,7 +90,7 @@ def load(ref: str = "v9", remote: str | None = None, *, settings: Settings | Non
 
 def load_manifest(cache: Cache, manifest: Manifest) -> LoadedModel:
     """Load a bundle whose manifest the caller already verified (pin, signature)."""
-    from registry.family.architecture import FAMILY
+    from modelreg.families.v9.architecture import FAMILY
 
     family = manifest.model.get("family")
     if family != FAMILY:
@@ -108,7 +108,7 @@ def load_manifest(cache: Cache, manifest: Manifest) -> LoadedModel:
     artifacts.check_normalization(mean, std, hp["feature_dim"], manifest.ref)
     with tempfile.TemporaryDirectory(prefix="modelreg-load-") as private:
         weights = _private_weights_copy(cache, manifest.file_for_role("weights"), Path(private))
-        from registry.family import inference
+        from modelreg.families.v9 import inference
 
         model = inference.load_weights_into(weights, hp)
     return LoadedModel(model=model, labels=labels, mean=mean, std=std, manifest=manifest)

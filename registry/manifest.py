@@ -4,7 +4,7 @@ A manifest is written canonically (`canonical_json`: sorted keys, UTF-8, fixed
 separators), so the sha256 of its bytes — the *manifest digest* — identifies a
 version: two manifests with the same digest describe the same files. Every
 manifest read from outside goes through `Manifest.from_bytes`, which validates it
-against `manifests/manifest-v1.schema.json` and checks each file path with
+against `registry/schemas/manifest-v1.schema.json` and checks each file path with
 `check_bundle_path`, so nothing later needs to re-check.
 """
 
@@ -16,9 +16,9 @@ from datetime import datetime, timezone
 from functools import lru_cache
 from importlib import resources
 
-from registry.errors import InvalidArtifact
-from registry.hashing import hash_bytes
-from registry.layout import MANIFEST_NAME, SIGNATURE_NAME, SUMS_NAME
+from modelreg.errors import InvalidArtifact
+from modelreg.hashing import hash_bytes
+from modelreg.layout import MANIFEST_NAME, SIGNATURE_NAME, SUMS_NAME
 
 FORMAT_VERSION = 1
 ROLES = ("weights", "labels", "mean", "std", "other")
@@ -153,7 +153,7 @@ class Manifest:
 def _validator():
     import jsonschema
 
-    text = resources.files("registry").joinpath("manifest-v1.schema.json").read_text("utf-8")
+    text = resources.files("modelreg.schemas").joinpath("manifest-v1.schema.json").read_text("utf-8")
     schema = json.loads(text)
     return jsonschema.Draft202012Validator(schema)
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from registry.hashing import Progress
+from modelreg.hashing import Progress
 
 
 class ProgressReporter(Protocol):

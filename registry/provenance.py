@@ -10,7 +10,7 @@ import subprocess
 from importlib import metadata
 from pathlib import Path
 
-import registry
+import modelreg
 
 
 def package_version(*names: str) -> str | None:
@@ -35,7 +35,7 @@ def git_commit(workspace: Path) -> str | None:
 
 def collect(workspace: Path, source: str, dataset_fingerprint: str | None = None) -> dict:
     return {
-        "modelreg_version": registry.__version__,
+        "modelreg_version": modelreg.__version__,
         "python_version": platform.python_version(),
         "numpy_version": package_version("numpy"),
         "tensorflow_version": package_version("tensorflow", "tensorflow-cpu"),

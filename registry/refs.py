@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from registry.errors import UsageError
-from registry.layout import check_name
+from modelreg.errors import UsageError
+from modelreg.layout import check_name
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """`modelreg train`: run the v9 training pipeline and bundle what it produced.
 
-Training itself lives in `registry.family.training`; this module resolves where
+Training itself lives in `modelreg.families.v9.training`; this module resolves where
 the data is (flag > MODELREG_DATA_DIR > config `data_dirs`), and turns the four
 artifacts into a cached, pinned bundle whose manifest carries every
 hyper-parameter, the training settings, the metrics and the dataset fingerprint.
@@ -11,21 +11,21 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from registry import provenance
-from registry.bundle import create_bundle
-from registry.config import Settings
-from registry.manifest import Manifest
-from registry.progress import ProgressReporter
-from registry.refs import Ref
+from modelreg import provenance
+from modelreg.bundle import create_bundle
+from modelreg.config import Settings
+from modelreg.manifest import Manifest
+from modelreg.progress import ProgressReporter
+from modelreg.refs import Ref
 
 
 def train_bundle(settings: Settings, ref: Ref, *, data_dir: Path | None, out_dir: Path | None = None,
                  options=None, on_epoch=None, on_warning=None,
                  reporter: ProgressReporter | None = None):
     """Train from the resolved data directory; returns (manifest, TrainResult, data directory)."""
-    from registry.family.architecture import FAMILY
-    from registry.family.data import resolve_data_dir
-    from registry.family.training import TrainOptions, train
+    from modelreg.families.v9.architecture import FAMILY
+    from modelreg.families.v9.data import resolve_data_dir
+    from modelreg.families.v9.training import TrainOptions, train
 
     source = resolve_data_dir(data_dir, settings.data_dir_env, settings.data_dirs)
     options = options or TrainOptions()

@@ -20,21 +20,21 @@ from pathlib import Path
 
 from filelock import Timeout
 
-from registry.cache import Cache
-from registry.config import RemoteSpec, Settings
-from registry.errors import AlreadyExists, IntegrityError, LocalIOError, NotFound, RegistryError
-from registry.hashing import CHUNK_SIZE, HashingSink, hash_bytes
-from registry.layout import SIGNATURE_NAME, SUMS_NAME, blob_key, version_key
-from registry.manifest import FileEntry, Manifest
-from registry.materialize import materialize
-from registry.progress import ProgressReporter, SilentProgress
-from registry.refs import Ref
-from registry.remote_index import Tag, fetch_manifest, read_small, write_tag
-from registry.storage import open_storage
-from registry.storage.base import Storage
-from registry.trust import (SignatureStatus, check_bundle_signature, check_tag_not_downgraded,
+from modelreg.local.cache import Cache
+from modelreg.config import RemoteSpec, Settings
+from modelreg.errors import AlreadyExists, IntegrityError, LocalIOError, NotFound, RegistryError
+from modelreg.hashing import CHUNK_SIZE, HashingSink, hash_bytes
+from modelreg.layout import SIGNATURE_NAME, SUMS_NAME, blob_key, version_key
+from modelreg.manifest import FileEntry, Manifest
+from modelreg.local.materialize import materialize
+from modelreg.progress import ProgressReporter, SilentProgress
+from modelreg.refs import Ref
+from modelreg.remote.index import Tag, fetch_manifest, read_small, write_tag
+from modelreg.storage import open_storage
+from modelreg.storage.base import Storage
+from modelreg.trust.policy import (SignatureStatus, check_bundle_signature, check_tag_not_downgraded,
                             remember_tag, sign_bundle)
-from registry.workspace import check_against_pin, pin
+from modelreg.local.workspace import check_against_pin, pin
 
 
 @dataclass

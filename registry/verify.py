@@ -9,15 +9,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from registry.cache import Cache
-from registry.config import Settings
-from registry.errors import IntegrityError, InvalidArtifact, NotFound, UntrustedError
-from registry.hashing import hash_file, is_sha256_hex
-from registry.layout import MANIFEST_NAME, SIGNATURE_NAME, SUMS_NAME
-from registry.manifest import Manifest, check_bundle_path
-from registry.progress import ProgressReporter, SilentProgress
-from registry.refs import Ref
-from registry.trust import SignatureStatus, check_bundle_signature, load_trusted_keys
+from modelreg.local.cache import Cache
+from modelreg.config import Settings
+from modelreg.errors import IntegrityError, InvalidArtifact, NotFound, UntrustedError
+from modelreg.hashing import hash_file, is_sha256_hex
+from modelreg.layout import MANIFEST_NAME, SIGNATURE_NAME, SUMS_NAME
+from modelreg.manifest import Manifest, check_bundle_path
+from modelreg.progress import ProgressReporter, SilentProgress
+from modelreg.refs import Ref
+from modelreg.trust.policy import SignatureStatus, check_bundle_signature, load_trusted_keys
 
 
 @dataclass(frozen=True)
@@ -136,7 +136,7 @@ def _hash_tree(directory: Path, reporter: ProgressReporter) -> dict[str, str]:
 
 def _directory_signature(signature: bytes | None, keys: list, actual: dict[str, str],
                          subject: str) -> SignatureStatus:
-    from registry.signing import check_signed_files, signer_of, verify_signature
+    from modelreg.trust.signing import check_signed_files, signer_of, verify_signature
 
     if not keys:
         return SignatureStatus(signed=signature is not None,

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from registry.config import RemoteSpec, Settings
+from modelreg.config import RemoteSpec, Settings
 
 pytest_plugins = ["fixtures_s3", "fixtures_ssh"]
 

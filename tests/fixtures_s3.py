@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from registry.config import RemoteSpec
+from modelreg.config import RemoteSpec
 
 REGION = "us-east-1"
 GRPC_OFFSET = 10000

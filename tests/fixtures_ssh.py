@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from registry.config import RemoteSpec
+from modelreg.config import RemoteSpec
 
 SSHD = Path("/usr/sbin/sshd")
 SSH_KEYGEN = "ssh-keygen"

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import numpy as np
 
-from registry.bundle import create_bundle
-from registry.config import Settings, add_remote
-from registry.manifest import Manifest
-from registry.refs import Ref
+from modelreg.bundle import create_bundle
+from modelreg.config import Settings, add_remote
+from modelreg.manifest import Manifest
+from modelreg.refs import Ref
 
 MODELREG = Path(sys.executable).with_name("modelreg")
 

@@ -10,7 +10,7 @@ from helpers import make_bundle
 
 PROBE = """
 import sys
-from cli.app import app
+from modelreg.cli.app import app
 try:
     app(sys.argv[1:], standalone_mode=False)
 finally:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from registry.errors import UsageError
-from registry.family.architecture import (DEFAULT_HYPERPARAMETERS, build_model,
+from modelreg.errors import UsageError
+from modelreg.families.v9.architecture import (DEFAULT_HYPERPARAMETERS, build_model,
                                           expected_weight_layout, validate_hyperparameters)
 
 TINY = dict(sequence_length=6, feature_dim=4, lstm_units=3, attention_units=4, dense_units=5,

@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from registry.errors import InvalidArtifact, NotFound, UsageError
-from registry.family.data import (dataset_fingerprint, load_dataset, load_utterance,
+from modelreg.errors import InvalidArtifact, NotFound, UsageError
+from modelreg.families.v9.data import (dataset_fingerprint, load_dataset, load_utterance,
                                   resolve_data_dir)
-from registry.family.demo_data import write_demo_dataset
+from modelreg.families.v9.demo_data import write_demo_dataset
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -233,8 +233,8 @@ def test_demo_dataset_refuses_fewer_than_two_samples_per_class(tmp_path):
 
 
 def test_importing_h5config_and_data_does_not_import_tensorflow():
-    code = ("import sys, registry.family.h5config, registry.family.data, registry.family.architecture, "
-            "registry.family.inference, registry.family.training; "
+    code = ("import sys, modelreg.families.v9.h5config, modelreg.families.v9.data, modelreg.families.v9.architecture, "
+            "modelreg.families.v9.inference, modelreg.families.v9.training; "
             "heavy = [m for m in ('tensorflow', 'keras', 'tf_keras', 'sklearn') if m in sys.modules]; "
             "print(heavy); sys.exit(1 if heavy else 0)")
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True)

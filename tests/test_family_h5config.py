@@ -8,9 +8,9 @@ import h5py
 import numpy as np
 import pytest
 
-from registry.errors import InvalidArtifact, NotFound
-from registry.family import h5config
-from registry.family.architecture import build_model, validate_hyperparameters
+from modelreg.errors import InvalidArtifact, NotFound
+from modelreg.families.v9 import h5config
+from modelreg.families.v9.architecture import build_model, validate_hyperparameters
 
 TINY = validate_hyperparameters(dict(sequence_length=7, feature_dim=5, lstm_units=4, attention_units=6,
                                      dense_units=3, num_classes=4, recurrent_dropout=0.1, dropout=0.25,

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from registry.family.demo_data import EMOTIONS, class_counts
-from registry.family.preprocessing import (STD_FLOOR, normalization_stats, normalize, pad_and_mask,
+from modelreg.families.v9.demo_data import EMOTIONS, class_counts
+from modelreg.families.v9.preprocessing import (STD_FLOOR, normalization_stats, normalize, pad_and_mask,
                                            padding_length, stratified_split, validation_count)
 
 

@@ -8,13 +8,13 @@ import h5py
 import numpy as np
 import pytest
 
-from registry.errors import UsageError
-from registry.family import h5config
-from registry.family.data import dataset_fingerprint, load_dataset
-from registry.family.demo_data import write_demo_dataset
-from registry.family.inference import load_weights_into, predict
-from registry.family.preprocessing import stratified_split
-from registry.family.training import TrainOptions, artifact_names, train
+from modelreg.errors import UsageError
+from modelreg.families.v9 import h5config
+from modelreg.families.v9.data import dataset_fingerprint, load_dataset
+from modelreg.families.v9.demo_data import write_demo_dataset
+from modelreg.families.v9.inference import load_weights_into, predict
+from modelreg.families.v9.preprocessing import stratified_split
+from modelreg.families.v9.training import TrainOptions, artifact_names, train
 
 SMALL = dict(lstm_units=4, attention_units=4, dense_units=6)
 

@@ -17,13 +17,13 @@ from pathlib import Path
 import pytest
 
 from helpers import MODELREG, make_bundle, register_remote, run_cli
-from registry.cache import Cache
-from registry.config import Settings
-from registry.layout import blob_key, version_key
-from registry.manifest import canonical_json
-from registry.progress import SilentProgress
-from registry.storage import open_storage
-from registry.transfer import download_blob
+from modelreg.local.cache import Cache
+from modelreg.config import Settings
+from modelreg.layout import blob_key, version_key
+from modelreg.manifest import canonical_json
+from modelreg.progress import SilentProgress
+from modelreg.storage import open_storage
+from modelreg.transfer import download_blob
 
 BIG = 24_000_000
 

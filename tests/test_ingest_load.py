@@ -1,4 +1,4 @@
-"""Ingest existing v9 artifacts and load them back verified, through the CLI and `registry.load`.
+"""Ingest existing v9 artifacts and load them back verified, through the CLI and `modelreg.load`.
 
 Models here are tiny members of the v9 family built by the tests themselves: one
 saved by Keras 3, one by Keras 2 (tf_keras) as a full-model `.h5`, as the seed's
@@ -13,13 +13,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import registry
+import modelreg
 from helpers import reference_inputs, run_cli
-from registry.cache import Cache
-from registry.config import Settings
-from registry.errors import IntegrityError
-from registry.family.architecture import build_model, validate_hyperparameters
-from registry.refs import Ref
+from modelreg.local.cache import Cache
+from modelreg.config import Settings
+from modelreg.errors import IntegrityError
+from modelreg.families.v9.architecture import build_model, validate_hyperparameters
+from modelreg.refs import Ref
 
 pytestmark = pytest.mark.tf
 
@@ -61,7 +61,7 @@ def test_ingest_then_load_predicts_like_the_source_model(tmp_path):
     out = run_cli("ingest", "v9", "--from", str(source))
     assert "Ingested emotion:v9" in out.stdout
     assert (Path.cwd() / "manifests" / "emotion" / "v9.json").is_file()
-    bundle = registry.load("v9")
+    bundle = modelreg.load("v9")
     features = utterances()
     expected = reference_probabilities(model, features, bundle.mean, bundle.std)
     predictions = bundle.predict(features)
@@ -77,7 +77,7 @@ def test_keras2_full_model_h5_is_ingested_and_loaded_with_keras3(tmp_path):
     hp = {**TINY, "masking": "value"}
     source, keras2_model = write_artifacts(tmp_path / "artifacts", keras_module=tf_keras, hp=hp)
     run_cli("ingest", "v9", "--from", str(source))
-    bundle = registry.load("v9")
+    bundle = modelreg.load("v9")
     assert bundle.hyperparameters["masking"] == "value"
     features = utterances()
     expected = reference_probabilities(keras2_model, features, bundle.mean, bundle.std, hp=hp)
@@ -90,7 +90,7 @@ def test_pull_on_another_machine_then_load_after_push(tmp_path, monkeypatch):
     run_cli("ingest", "v9", "--from", str(source))
     run_cli("push", "v9")
     monkeypatch.setenv("MODELREG_CACHE", str(tmp_path / "fresh-cache"))
-    bundle = registry.load("v9")
+    bundle = modelreg.load("v9")
     assert bundle.manifest.ref == "emotion:v9"
     features = utterances(1)
     assert bundle.predict(features[0])[0].label in LABELS
@@ -108,7 +108,7 @@ def test_load_refuses_a_tampered_cached_weights_file_and_removes_it(tmp_path):
     data[-10] ^= 0x01
     path.write_bytes(bytes(data))
     with pytest.raises(IntegrityError) as caught:
-        registry.load("v9")
+        modelreg.load("v9")
     assert caught.value.source == "cache" and caught.value.expected == weights.sha256
     assert not path.exists()
 

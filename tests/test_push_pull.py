@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 
 from helpers import make_bundle, register_remote, run_cli
-from registry.config import Settings
-from registry.layout import blob_key, version_key
-from registry.storage import open_storage
+from modelreg.config import Settings
+from modelreg.layout import blob_key, version_key
+from modelreg.storage import open_storage
 
 EXIT_VERIFY = 3
 
@@ -126,7 +126,7 @@ def test_pull_refuses_remote_manifest_that_differs_from_the_pin(bundle, settings
     storage = open_storage(remote)
     raw = json.loads(bundle.to_bytes())
     raw["metrics"] = {"val_accuracy": 0.99}
-    from registry.manifest import canonical_json
+    from modelreg.manifest import canonical_json
 
     storage.write(version_key("emotion", "v9"), canonical_json(raw))
     storage.close()
@@ -181,7 +181,7 @@ def test_concurrent_pulls_both_succeed_with_one_copy(settings, target, tmp_path,
 
 
 def test_verify_detects_a_corrupted_cache_blob(bundle):
-    from registry.cache import Cache
+    from modelreg.local.cache import Cache
 
     settings = Settings.resolve()
     weights = next(e for e in bundle.files if e.path == "weights.h5")

@@ -19,11 +19,11 @@ from botocore.awsrequest import AWSResponse
 from botocore.exceptions import ResponseStreamingError
 
 from fixtures_s3 import S3Server, use_s3_keys
-from registry.config import RemoteSpec
-from registry.errors import AlreadyExists, ConfigError, IntegrityError, NotFound, RemoteError, UsageError
-from registry.hashing import HashingSink
-from registry.storage import Storage, open_storage
-from registry.storage.s3 import MULTIPART_THRESHOLD, PART_SIZE, S3Storage, parse_s3_url
+from modelreg.config import RemoteSpec
+from modelreg.errors import AlreadyExists, ConfigError, IntegrityError, NotFound, RemoteError, UsageError
+from modelreg.hashing import HashingSink
+from modelreg.storage import Storage, open_storage
+from modelreg.storage.s3.backend import MULTIPART_THRESHOLD, PART_SIZE, S3Storage, parse_s3_url
 
 MULTIPART_SIZE = 20 * 1024 * 1024 + 12345
 

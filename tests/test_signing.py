@@ -20,8 +20,8 @@ import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
-from registry.errors import AlreadyExists, InvalidArtifact, NotFound, UntrustedError, UsageError
-from registry.signing import (PAYLOAD_TYPE, SignatureCheck, check_signed_files, generate_keypair,
+from modelreg.errors import AlreadyExists, InvalidArtifact, NotFound, UntrustedError, UsageError
+from modelreg.trust.signing import (PAYLOAD_TYPE, SignatureCheck, check_signed_files, generate_keypair,
                               key_fingerprint, load_private_key, load_public_key, pae, sign_files,
                               signer_of, verify_signature)
 

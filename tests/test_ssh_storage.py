@@ -18,14 +18,16 @@ from urllib.parse import urlsplit
 import pytest
 
 from fixtures_ssh import SshdServer, free_port, generate_key
-from registry.config import RemoteSpec
-from registry.errors import AlreadyExists, NotFound, RemoteError, UntrustedError, UsageError
-from registry.hashing import HashingSink
-from registry.layout import blob_key
-from registry.storage import open_storage, ssh, ssh_pipeline
-from registry.storage.local import TEMP_PREFIX
-from registry.storage.ssh import SSHStorage
-from registry.storage.ssh_connect import parse_ssh_url
+from modelreg.config import RemoteSpec
+from modelreg.errors import AlreadyExists, NotFound, RemoteError, UntrustedError, UsageError
+from modelreg.hashing import HashingSink
+from modelreg.layout import blob_key
+from modelreg.storage import open_storage
+from modelreg.storage.ssh import backend as ssh
+from modelreg.storage.ssh import pipeline as ssh_pipeline
+from modelreg.storage.local import TEMP_PREFIX
+from modelreg.storage.ssh.backend import SSHStorage
+from modelreg.storage.ssh.connect import parse_ssh_url
 
 pytestmark = pytest.mark.ssh
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import threading
 
-from registry.errors import AlreadyExists
-from registry.storage import open_storage
+from modelreg.errors import AlreadyExists
+from modelreg.storage import open_storage
 
 
 def test_racing_create_only_writers_exactly_one_wins(remote):

@@ -16,13 +16,13 @@ from pathlib import Path
 import pytest
 
 from helpers import make_bundle, register_remote, run_cli
-from registry.config import Settings
-from registry.errors import UntrustedError
-from registry.hashing import hash_bytes
-from registry.keys import generate_keypair, key_fingerprint, load_public_key
-from registry.layout import SIGNATURE_NAME, blob_key, version_key
-from registry.manifest import canonical_json
-from registry.storage import open_storage
+from modelreg.config import Settings
+from modelreg.errors import UntrustedError
+from modelreg.hashing import hash_bytes
+from modelreg.trust.keys import generate_keypair, key_fingerprint, load_public_key
+from modelreg.layout import SIGNATURE_NAME, blob_key, version_key
+from modelreg.manifest import canonical_json
+from modelreg.storage import open_storage
 
 EXIT_UNTRUSTED = 4
 MODEL_SIGNING = Path(sys.executable).with_name("model_signing")
@@ -151,11 +151,11 @@ def test_signature_swapped_in_from_another_version_is_refused(bundle, settings, 
 
 
 def test_load_refuses_an_unsigned_cached_bundle_when_keys_are_trusted(bundle, signer):
-    import registry
+    import modelreg
 
     trust(signer[1])
     with pytest.raises(UntrustedError, match="not signed"):
-        registry.load("v9")
+        modelreg.load("v9")
 
 
 def test_directory_signed_by_openssf_tool_is_accepted_by_verify(bundle, signer, target, tmp_path):
@@ -208,7 +208,7 @@ def test_keygen_writes_a_private_key_only_the_owner_can_read(tmp_path):
 
 
 def storage_bytes(storage, key: str) -> bytes:
-    from registry.remote_index import read_small
+    from modelreg.remote.index import read_small
 
     data = read_small(storage, key)
     assert data is not None

@@ -5,14 +5,14 @@ from __future__ import annotations
 import importlib
 from urllib.parse import urlsplit
 
-from registry.config import RemoteSpec
-from registry.errors import UsageError
-from registry.storage.base import Storage
+from modelreg.config import RemoteSpec
+from modelreg.errors import UsageError
+from modelreg.storage.base import Storage
 
 BACKENDS = {
-    "file": "registry.storage.local:LocalStorage",
-    "s3": "registry.storage.s3:S3Storage",
-    "ssh": "registry.storage.ssh:SSHStorage",
+    "file": "modelreg.storage.local:LocalStorage",
+    "s3": "modelreg.storage.s3.backend:S3Storage",
+    "ssh": "modelreg.storage.ssh.backend:SSHStorage",
 }
 
 

@@ -1,9 +1,9 @@
 """The storage interface every backend (file, S3, SSH) implements.
 
 Everything above it — dedupe, verification, manifests last, tags — is written once
-in `registry.transfer`; a backend only moves bytes under string keys such as
+in `modelreg.transfer`; a backend only moves bytes under string keys such as
 `blobs/sha256/ab/ab12...` relative to the registry root. Keys are always
-validated POSIX paths (see `registry.layout`).
+validated POSIX paths (see `modelreg.layout`).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import BinaryIO, Protocol, runtime_checkable
 
-from registry.hashing import Progress
+from modelreg.hashing import Progress
 
 
 @runtime_checkable
@@ -21,9 +21,9 @@ class Storage(Protocol):
     Guarantees a caller relies on:
     - `write` is atomic: readers see the old object, no object, or the whole new one.
     - `write(create_only=True)` never replaces an existing object; it raises
-      `registry.errors.AlreadyExists` instead, and of two racing writers exactly one wins.
+      `modelreg.errors.AlreadyExists` instead, and of two racing writers exactly one wins.
     - Every method is safe to call from several threads at once.
-    - Failures raise `registry.errors.RegistryError` subclasses (`NotFound`,
+    - Failures raise `modelreg.errors.RegistryError` subclasses (`NotFound`,
       `AlreadyExists`, `RemoteError` with the backend's exception as `__cause__`).
     """
 

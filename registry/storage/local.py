@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import BinaryIO
 from urllib.parse import unquote, urlsplit
 
-from registry.config import RemoteSpec
-from registry.errors import AlreadyExists, NotFound, RemoteError, UsageError
-from registry.hashing import CHUNK_SIZE, Progress
+from modelreg.config import RemoteSpec
+from modelreg.errors import AlreadyExists, NotFound, RemoteError, UsageError
+from modelreg.hashing import CHUNK_SIZE, Progress
 
 TEMP_PREFIX = ".incoming-"
 

@@ -1,0 +1,88 @@
+"""Write a verified bundle into a plain directory under its original file names.
+
+This is what replaces the seed's `download_v9_fixed_model.sh`: the directory ends
+up with the bundle files, `SHA256SUMS`, `model.sig` when signed, and `manifest.json` (written last), so it can
+be re-checked later with `modelreg verify DIR` or plain `sha256sum -c SHA256SUMS`.
+All files are first staged under temp names and verified; only then are they
+renamed into place, so a failure leaves the directory as it was.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from pathlib import Path
+
+from modelreg.local.cache import Cache, atomic_write
+from modelreg.errors import IntegrityError, InvalidArtifact, LocalIOError, RegistryError
+from modelreg.hashing import CHUNK_SIZE, HashingSink
+from modelreg.layout import MANIFEST_NAME, SIGNATURE_NAME, SUMS_NAME
+from modelreg.manifest import FileEntry, Manifest
+
+
+def contained_path(root: Path, relative: str) -> Path:
+    """`root/relative`, refused unless it really lies inside `root` (resolving symlinks)."""
+    base = root.resolve()
+    target = (base / relative).resolve()
+    if base not in target.parents:
+        raise InvalidArtifact(f"Refusing to write {relative!r}: it resolves to {target}, outside {base}.")
+    return target
+
+
+def materialize(cache: Cache, manifest: Manifest, manifest_bytes: bytes, dest: Path,
+                signature: bytes | None = None) -> Path:
+    """Copy every file of `manifest` from the cache into `dest`, verified, all or nothing.
+
+    `signature` (the bundle's model.sig) is written too, so OpenSSF's own
+    `model_signing verify key DEST --signature DEST/model.sig` can check the directory.
+    """
+    staged: list[tuple[Path, Path]] = []
+    try:
+        dest.mkdir(parents=True, exist_ok=True)
+        for entry in manifest.files:
+            target = contained_path(dest, entry.path)
+            staged.append((stage_verified_copy(cache.blob_path(entry.sha256), target, entry), target))
+        for temp, target in staged:
+            os.replace(temp, target)
+        staged.clear()
+        atomic_write(dest / SUMS_NAME, manifest.sha256sums().encode())
+        if signature is not None:
+            atomic_write(dest / SIGNATURE_NAME, signature)
+        else:
+            (dest / SIGNATURE_NAME).unlink(missing_ok=True)
+        atomic_write(dest / MANIFEST_NAME, manifest_bytes)
+    except OSError as exc:
+        if isinstance(exc, RegistryError):
+            raise
+        raise LocalIOError(f"Cannot write {manifest.ref} into {dest} ({exc.strerror or exc}). "
+                           f"Temporary files were removed; free space or choose another --dest. "
+                           f"The verified files stay in the cache, so the next pull copies them "
+                           f"without downloading.") from exc
+    finally:
+        for temp, _target in staged:
+            temp.unlink(missing_ok=True)
+    return dest
+
+
+def stage_verified_copy(source: Path, target: Path, entry: FileEntry) -> Path:
+    """Copy `source` to a temp name beside `target`, hashing the bytes copied; returns the temp path.
+
+    Raises IntegrityError (source "cache") and leaves nothing behind when the bytes differ from `entry`.
+    """
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.incoming")
+    try:
+        with open(source, "rb") as src, open(temp, "wb") as out:
+            sink = HashingSink(out)
+            shutil.copyfileobj(src, sink, CHUNK_SIZE)
+        if sink.hexdigest() != entry.sha256 or sink.size != entry.size:
+            raise IntegrityError(
+                f"The cached copy of {entry.path} changed on disk: expected sha256 {entry.sha256}, "
+                f"found {sink.hexdigest()}. Nothing was written to {target.parent}; run "
+                f"'modelreg verify' on the version to remove the damaged cache entry, then pull again.",
+                path=entry.path, expected=entry.sha256, actual=sink.hexdigest(), source="cache")
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+    return temp

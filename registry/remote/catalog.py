@@ -1,0 +1,88 @@
+"""What a registry holds: versions with their tags, sizes and digests (for `list` and `show`)."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+
+from modelreg.local.cache import Cache
+from modelreg.config import RemoteSpec, Settings
+from modelreg.errors import NotFound, RegistryError
+from modelreg.manifest import Manifest
+from modelreg.refs import Ref
+from modelreg.layout import SIGNATURE_NAME, version_key
+from modelreg.remote.index import fetch_manifest, list_model_names, list_tags, list_versions, read_small
+from modelreg.storage import open_storage
+from modelreg.trust.policy import check_bundle_signature
+
+
+@dataclass
+class VersionInfo:
+    manifest: Manifest
+    digest: str
+    tags: list[str] = field(default_factory=list)
+    location: str = ""
+    cached: bool = False
+    signature: str = "unsigned"
+
+    def to_dict(self) -> dict:
+        return {"name": self.manifest.name, "version": self.manifest.version, "digest": self.digest,
+                "tags": self.tags, "location": self.location, "cached": self.cached,
+                "signature": self.signature,
+                "manifest": self.manifest.to_dict()}
+
+
+def list_remote(settings: Settings, spec: RemoteSpec, name: str | None = None) -> list[VersionInfo]:
+    """Every version on the remote (of one model name, or all), with its tags."""
+    cache = Cache(settings.cache_dir)
+    storage = open_storage(spec)
+    try:
+        infos = []
+        for model_name in [name] if name else list_model_names(storage):
+            tags = list_tags(storage, model_name)
+            for version in list_versions(storage, model_name):
+                manifest, data = fetch_manifest(storage, Ref(model_name, version))
+                digest = hashlib.sha256(data).hexdigest()
+                infos.append(VersionInfo(
+                    manifest=manifest, digest=digest, location=spec.label,
+                    tags=sorted(t.tag for t in tags if t.version == version and t.manifest_sha256 == digest),
+                    cached=cache.read_manifest_bytes(Ref(model_name, version)) == data))
+        return infos
+    finally:
+        storage.close()
+
+
+def describe(settings: Settings, ref: Ref, spec: RemoteSpec) -> VersionInfo:
+    """One version (or tag) from the remote; a version only in the local cache is shown from there."""
+    cache = Cache(settings.cache_dir)
+    storage = open_storage(spec)
+    try:
+        try:
+            manifest, data = fetch_manifest(storage, ref)
+        except NotFound:
+            data = cache.read_manifest_bytes(ref)
+            if data is None:
+                raise
+            manifest = Manifest.from_bytes(data, source=f"the local cache ({ref})")
+            return VersionInfo(manifest=manifest, digest=hashlib.sha256(data).hexdigest(),
+                               location="local cache only (not pushed)", cached=True,
+                               signature=signature_summary(settings, manifest, data,
+                                                           cache.read_signature(ref)))
+        digest = hashlib.sha256(data).hexdigest()
+        tags = sorted(t.tag for t in list_tags(storage, manifest.name)
+                      if t.version == manifest.version and t.manifest_sha256 == digest)
+        cached = cache.read_manifest_bytes(Ref(manifest.name, manifest.version)) == data
+        signature = read_small(storage, version_key(manifest.name, manifest.version, SIGNATURE_NAME))
+        return VersionInfo(manifest=manifest, digest=digest, tags=tags, location=spec.label, cached=cached,
+                           signature=signature_summary(settings, manifest, data, signature))
+    finally:
+        storage.close()
+
+
+def signature_summary(settings: Settings, manifest: Manifest, manifest_bytes: bytes,
+                      signature: bytes | None) -> str:
+    """Who signed, checked against the trusted keys when there are any; never raises for display."""
+    try:
+        return check_bundle_signature(settings, manifest, manifest_bytes, signature, manifest.ref).describe()
+    except RegistryError as exc:
+        return f"NOT TRUSTED: {exc}"

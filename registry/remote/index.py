@@ -1,0 +1,122 @@
+"""Reading and writing the small metadata objects of a registry: manifests and tags.
+
+Blobs are moved by `modelreg.transfer`; this module knows how a version or tag
+name maps to a manifest, and checks that a tag's pointer and the manifest it
+names agree, so callers get one verified `(Manifest, bytes)` pair.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import dataclass
+
+from modelreg.errors import IntegrityError, InvalidArtifact, NotFound
+from modelreg.hashing import HashingSink, hash_bytes, is_sha256_hex
+from modelreg.layout import tag_key, version_key, version_prefix, versions_from_keys
+from modelreg.manifest import MAX_MANIFEST_BYTES, Manifest, canonical_json
+from modelreg.refs import Ref
+from modelreg.storage.base import Storage
+
+
+@dataclass(frozen=True)
+class Tag:
+    name: str
+    tag: str
+    version: str
+    manifest_sha256: str
+
+
+def read_small(storage: Storage, key: str, limit: int = MAX_MANIFEST_BYTES) -> bytes | None:
+    """Fetch a small object whole, or None when absent; refuses objects over `limit` bytes."""
+    buffer = io.BytesIO()
+    try:
+        storage.read(key, HashingSink(buffer, limit=limit))
+    except NotFound:
+        return None
+    except OverflowError as exc:
+        raise InvalidArtifact(f"{key} on {storage.url} is larger than {limit} bytes; it is not a "
+                              f"modelreg metadata file.") from exc
+    return buffer.getvalue()
+
+
+def fetch_manifest(storage: Storage, ref: Ref) -> tuple[Manifest, bytes]:
+    """Resolve a version or tag on the remote to its validated manifest and exact bytes."""
+    data = read_small(storage, version_key(ref.name, ref.version))
+    if data is not None:
+        manifest = Manifest.from_bytes(data, source=f"{storage.url} ({version_key(ref.name, ref.version)})")
+        _check_identity(manifest, ref, storage)
+        return manifest, data
+    tag = read_tag(storage, ref.name, ref.version)
+    if tag is None:
+        raise NotFound(f"{ref} is neither a version nor a tag on {storage.url}. Run "
+                       f"'modelreg list' to see what is there, or push it first.")
+    key = version_key(ref.name, tag.version)
+    data = read_small(storage, key)
+    if data is None:
+        raise NotFound(f"Tag {ref} on {storage.url} points to version {tag.version}, whose manifest "
+                       f"{key} is missing. Re-push that version or move the tag.")
+    actual = hash_bytes(data)
+    if actual != tag.manifest_sha256:
+        raise IntegrityError(
+            f"Tag {ref} on {storage.url} promises manifest sha256 {tag.manifest_sha256} for "
+            f"{tag.version}, but {key} has sha256 {actual}. The manifest or the tag was tampered "
+            f"with; nothing was downloaded. Re-tag from a trusted copy ('modelreg tag').",
+            path=key, expected=tag.manifest_sha256, actual=actual, source="remote")
+    manifest = Manifest.from_bytes(data, source=f"{storage.url} ({key})")
+    _check_identity(manifest, Ref(ref.name, tag.version), storage)
+    return manifest, data
+
+
+def _check_identity(manifest: Manifest, ref: Ref, storage: Storage) -> None:
+    if (manifest.name, manifest.version) != (ref.name, ref.version):
+        raise IntegrityError(
+            f"The manifest stored as {ref} on {storage.url} describes {manifest.ref}: it was copied "
+            f"or moved there by hand. Nothing was downloaded.",
+            path=version_key(ref.name, ref.version), expected=str(ref), actual=manifest.ref,
+            source="remote")
+
+
+def read_tag(storage: Storage, name: str, tag: str) -> Tag | None:
+    data = read_small(storage, tag_key(name, tag), limit=64 * 1024)
+    if data is None:
+        return None
+    try:
+        raw = json.loads(data)
+        parsed = Tag(name=raw["name"], tag=raw["tag"], version=raw["version"],
+                     manifest_sha256=raw["manifest_sha256"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise InvalidArtifact(f"Tag file {tag_key(name, tag)} on {storage.url} is malformed; "
+                              f"re-create it with 'modelreg tag'.") from exc
+    if not is_sha256_hex(parsed.manifest_sha256) or parsed.name != name or parsed.tag != tag:
+        raise InvalidArtifact(f"Tag file {tag_key(name, tag)} on {storage.url} does not describe "
+                              f"{name}:{tag}; re-create it with 'modelreg tag'.")
+    return parsed
+
+
+def write_tag(storage: Storage, tag: Tag) -> None:
+    """Point a tag at a version (atomic overwrite: tags move, versions do not)."""
+    storage.write(tag_key(tag.name, tag.tag), canonical_json(tag.__dict__))
+
+
+def list_tags(storage: Storage, name: str) -> list[Tag]:
+    tags = []
+    for key in storage.list(f"tags/{name}/"):
+        tag_name = key.rsplit("/", 1)[-1].removesuffix(".json")
+        tag = read_tag(storage, name, tag_name)
+        if tag is not None:
+            tags.append(tag)
+    return tags
+
+
+def list_versions(storage: Storage, name: str) -> list[str]:
+    return versions_from_keys(name, storage.list(version_prefix(name)))
+
+
+def list_model_names(storage: Storage) -> list[str]:
+    names = set()
+    for key in storage.list("models/"):
+        parts = key.split("/")
+        if len(parts) == 4:
+            names.add(parts[1])
+    return sorted(names)

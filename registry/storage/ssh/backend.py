@@ -1,0 +1,321 @@
+"""The `ssh://` backend: a registry root on any OpenSSH server, over SFTP (paramiko).
+
+`ssh://[user@]host[:port]/absolute/path` (or `ssh://host/~/path`, relative to the
+login directory), with `~/.ssh/config`, ssh-agent and known_hosts honoured
+(`ssh_connect`, `ssh_hostkeys`). Writes go to a temp name beside the target, are
+flushed (fsync@openssh.com) and published by SFTP `rename` (create-only: OpenSSH
+links, so it never replaces an existing file) or `posix-rename@openssh.com`
+(overwrite). Each method may run in several threads at once: connections are pooled
+(`ssh_sessions`), and a large file moves over two of them (`ssh_pipeline`).
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import posixpath
+import stat as stat_mode
+import uuid
+from contextlib import contextmanager
+from pathlib import Path
+from typing import BinaryIO, Iterator, NoReturn
+
+import paramiko
+
+from modelreg.config import RemoteSpec
+from modelreg.errors import AlreadyExists, IntegrityError, NotFound, RegistryError, RemoteError
+from modelreg.hashing import Progress
+from modelreg.storage.local import TEMP_PREFIX
+from modelreg.storage.ssh.connect import ConnectOptions, KeyFiles, open_transport, resolve_target
+from modelreg.storage.ssh.errors import TRANSFER_ERRORS, SSHErrors, errno_of, is_connection_failure
+from modelreg.storage.ssh.hostkeys import HostKeyVerifier
+from modelreg.storage.ssh.pipeline import read_file, write_file
+from modelreg.storage.ssh.sessions import SessionPool, SFTPSession
+
+log = logging.getLogger(__name__)
+
+MAX_CONNECTIONS = 8
+STREAMS_PER_FILE = 2
+"""Connections one large file is spread over (measured: bench/bench_ssh.py)."""
+IO_TIMEOUT = 120.0
+"""Seconds without any reply from the server before an operation is abandoned."""
+
+
+class SSHStorage:
+    """A registry root directory on an SSH server; connects lazily, created on first write.
+
+    Options (`RemoteSpec.options`): `identity_file`, `known_hosts` (the modelreg
+    known_hosts file, read besides ~/.ssh/known_hosts, where accepted keys are
+    recorded), `accept_new_host_key`, `connect_timeout` (seconds), `passphrase`
+    (a string, or a callable given the key path) for an encrypted key file.
+    """
+
+    parallel_transfers = 4
+
+    def __init__(self, spec: RemoteSpec) -> None:
+        self.url = spec.url
+        self._options = ConnectOptions.from_spec(spec)
+        self.target = resolve_target(spec, self._options)
+        self._verifier = HostKeyVerifier(list(self.target.known_hosts), self._options.known_hosts,
+                                         self._options.accept_new_host_key)
+        self._keys = KeyFiles(self._options.passphrase)
+        self._errors = SSHErrors(self.target, IO_TIMEOUT)
+        self._root: str | None = self.target.root if self.target.root.startswith("/") else None
+        self._pool = SessionPool(self._connect, MAX_CONNECTIONS)
+
+    def stat(self, key: str) -> int | None:
+        with self._session() as session:
+            path = self._path(key)
+            try:
+                return session.sftp.stat(path).st_size
+            except TRANSFER_ERRORS as exc:
+                if errno_of(exc) == errno.ENOENT:
+                    return None
+                self._fail(exc, "read", path)
+
+    def read(self, key: str, sink: BinaryIO, *, offset: int = 0, progress: Progress | None = None) -> None:
+        guarded = _SinkGuard(sink)
+        with self._session() as session:
+            path = self._path(key)
+            try:
+                handle = session.sftp.open(path, "rb")
+            except TRANSFER_ERRORS as exc:
+                if errno_of(exc) == errno.ENOENT:
+                    raise NotFound(f"{key} does not exist in {self.url}.") from exc
+                self._fail(exc, "read", path)
+            try:
+                read_file(session, handle, path, offset, guarded, progress, pool=self._pool,
+                          max_streams=STREAMS_PER_FILE)
+            except TRANSFER_ERRORS as exc:
+                if exc is guarded.error:
+                    raise
+                self._fail(exc, "read", path)
+            finally:
+                _close_quietly(handle, session)
+
+    def write(self, key: str, source: Path | bytes, *, create_only: bool = False,
+              sha256: str | None = None, progress: Progress | None = None) -> None:
+        """Upload to a temp name beside the target, flush it, then publish it; no temp outlives a failure.
+
+        SFTP offers no server-side checksum, so `sha256` is not checked here; pulls verify every byte.
+        """
+        with _SourceReader(source) as reader, self._session() as session:
+            target = self._path(key)
+            temp = posixpath.join(posixpath.dirname(target),
+                                  f"{TEMP_PREFIX}{uuid.uuid4().hex}-{posixpath.basename(target)}")
+            created = published = False
+            try:
+                if create_only and self._exists(session, target):
+                    raise AlreadyExists(f"{key} already exists in {self.url}.")
+                handle = self._create(session, temp)
+                created = True
+                try:
+                    write_file(session, handle, temp, reader.size, reader.read, progress,
+                               pool=self._pool, max_streams=STREAMS_PER_FILE)
+                    session.sftp.fsync(handle.handle)
+                finally:
+                    _close_quietly(handle, session)
+                self._publish(session, key, temp, target, create_only)
+                published = True
+            except TRANSFER_ERRORS as exc:
+                if isinstance(exc, RegistryError):
+                    raise
+                raise self._errors.for_write(session, exc, target, reader.size) from exc
+            finally:
+                if created and not published:
+                    self._remove_quietly(session, temp)
+
+    def list(self, prefix: str) -> list[str]:
+        with self._session() as session:
+            base = self._path(prefix.strip("/")) if prefix.strip("/") else self._root
+            keys: list[str] = []
+            directories = [base]
+            while directories:
+                directory = directories.pop()
+                try:
+                    entries = session.sftp.listdir_attr(directory)
+                except TRANSFER_ERRORS as exc:
+                    if errno_of(exc) == errno.ENOENT:
+                        continue
+                    self._fail(exc, "list", directory)
+                for entry in entries:
+                    full = posixpath.join(directory, entry.filename)
+                    if stat_mode.S_ISDIR(entry.st_mode or 0):
+                        directories.append(full)
+                    elif not entry.filename.startswith(TEMP_PREFIX):
+                        keys.append(posixpath.relpath(full, self._root))
+            return sorted(keys)
+
+    def delete(self, key: str) -> None:
+        with self._session() as session:
+            path = self._path(key)
+            try:
+                session.sftp.remove(path)
+            except TRANSFER_ERRORS as exc:
+                if errno_of(exc) != errno.ENOENT:
+                    self._fail(exc, "delete", path)
+
+    def close(self) -> None:
+        self._pool.close()
+
+    def __enter__(self) -> "SSHStorage":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    def _connect(self) -> SFTPSession:
+        transport = open_transport(self.target, self._options, self._verifier, self._keys)
+        try:
+            session = SFTPSession.open(transport, IO_TIMEOUT)
+            if self._root is None:
+                home = session.sftp.normalize(".")
+                self._root = posixpath.join(home, self.target.root).rstrip("/") or "/"
+        except TRANSFER_ERRORS as exc:
+            transport.close()
+            raise RemoteError(
+                f"{self.target.display} accepted the SSH login but its SFTP service failed "
+                f"({exc or type(exc).__name__}). Check that the server's sshd_config has a "
+                f"'Subsystem sftp' line.") from exc
+        return session
+
+    @contextmanager
+    def _session(self) -> Iterator[SFTPSession]:
+        session = self._pool.acquire()
+        try:
+            yield session
+        except BaseException as exc:
+            if is_connection_failure(exc):
+                session.broken = True
+            raise
+        finally:
+            self._pool.release(session)
+
+    def _path(self, key: str) -> str:
+        return posixpath.join(self._root, *key.split("/"))
+
+    def _fail(self, exc: BaseException, action: str, path: str) -> NoReturn:
+        if isinstance(exc, RegistryError):
+            raise exc
+        raise self._errors.translate(exc, action, path) from exc
+
+    def _create(self, session: SFTPSession, temp: str) -> paramiko.SFTPFile:
+        """Open a new temp file exclusively, creating its parent directories when missing."""
+        try:
+            return session.sftp.open(temp, "wbx")
+        except OSError as exc:
+            if errno_of(exc) != errno.ENOENT:
+                raise
+        self._makedirs(session, posixpath.dirname(temp))
+        return session.sftp.open(temp, "wbx")
+
+    def _makedirs(self, session: SFTPSession, path: str) -> None:
+        """`mkdir -p`, tolerant of directories that exist already or appear concurrently."""
+        try:
+            session.sftp.mkdir(path)
+            return
+        except OSError as exc:
+            error = exc
+        if errno_of(error) == errno.ENOENT and path not in ("/", ""):
+            self._makedirs(session, posixpath.dirname(path))
+            try:
+                session.sftp.mkdir(path)
+                return
+            except OSError as exc:
+                error = exc
+        try:
+            if stat_mode.S_ISDIR(session.sftp.stat(path).st_mode or 0):
+                return
+        except OSError:
+            pass
+        raise error
+
+    def _publish(self, session: SFTPSession, key: str, temp: str, target: str, create_only: bool) -> None:
+        """Rename the temp into place: `rename` (never replaces on OpenSSH) or `posix-rename` (replaces)."""
+        if not create_only:
+            session.sftp.posix_rename(temp, target)
+            return
+        try:
+            session.sftp.rename(temp, target)
+        except OSError as exc:
+            if self._exists(session, target):
+                raise AlreadyExists(f"{key} already exists in {self.url}.") from exc
+            raise
+
+    def _exists(self, session: SFTPSession, path: str) -> bool:
+        try:
+            session.sftp.stat(path)
+            return True
+        except OSError as exc:
+            if errno_of(exc) == errno.ENOENT:
+                return False
+            raise
+
+    def _remove_quietly(self, session: SFTPSession, path: str) -> None:
+        """Best effort removal of a failed write's temp file, through a fresh connection if needed."""
+        fresh = None if session.usable else self._pool.try_acquire()
+        try:
+            if session.usable or fresh is not None:
+                (fresh or session).sftp.remove(path)
+        except TRANSFER_ERRORS:
+            log.warning("could not remove the temp file %s on %s", path, self.target.display)
+        finally:
+            if fresh is not None:
+                self._pool.release(fresh)
+
+
+class _SinkGuard:
+    """Forwards writes to the caller's sink and remembers what it raised, so that propagates unchanged."""
+
+    def __init__(self, sink: BinaryIO) -> None:
+        self._sink = sink
+        self.error: BaseException | None = None
+
+    def write(self, data: bytes) -> int | None:
+        try:
+            return self._sink.write(data)
+        except BaseException as exc:
+            self.error = exc
+            raise
+
+
+class _SourceReader:
+    """Random access to an upload source (a file or bytes), safe from several threads."""
+
+    def __init__(self, source: Path | bytes) -> None:
+        self._data = bytes(source) if isinstance(source, (bytes, bytearray, memoryview)) else None
+        self._path = None if self._data is not None else Path(source)
+        self._fd: int | None = None
+        self.size = len(self._data) if self._data is not None else 0
+
+    def __enter__(self) -> "_SourceReader":
+        if self._path is not None:
+            try:
+                self._fd = os.open(self._path, os.O_RDONLY)
+            except FileNotFoundError as exc:
+                raise NotFound(f"Cannot upload {self._path}: it does not exist.") from exc
+            self.size = os.fstat(self._fd).st_size
+        return self
+
+    def read(self, offset: int, length: int) -> bytes:
+        if self._data is not None:
+            return self._data[offset:offset + length]
+        data = os.pread(self._fd, length, offset)
+        if len(data) != length:
+            raise IntegrityError(f"{self._path} changed size while being uploaded; upload it again.",
+                                 path=str(self._path))
+        return data
+
+    def __exit__(self, *exc_info) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+
+
+def _close_quietly(handle: paramiko.SFTPFile, session: SFTPSession) -> None:
+    if not session.usable:
+        return
+    try:
+        handle.close()
+    except TRANSFER_ERRORS:
+        session.broken = True

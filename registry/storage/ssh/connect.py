@@ -1,0 +1,313 @@
+"""Opening authenticated SSH connections for the `ssh://` backend.
+
+Turns `ssh://[user@]host[:port]/path` plus `~/.ssh/config` (Host aliases, HostName,
+User, Port, IdentityFile, IdentitiesOnly, UserKnownHostsFile, HostKeyAlias,
+ConnectTimeout) into an `SSHTarget`, and opens a paramiko `Transport` tuned for bulk
+transfer: AES-GCM first (no separate MAC pass), a large receive window. The host
+key is checked (`ssh_hostkeys`) before any credential is offered. Keys are tried in
+this order: the `identity_file` option, ssh-agent (unless IdentitiesOnly), the
+IdentityFile entries (or the default `~/.ssh/id_*` files). Every failure is raised
+as a `modelreg.errors` class whose message names the host and says what to do.
+"""
+
+from __future__ import annotations
+
+import getpass
+import socket
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+from urllib.parse import unquote, urlsplit
+
+import paramiko
+
+from modelreg.config import RemoteSpec
+from modelreg.errors import RemoteError, UsageError
+from modelreg.storage.ssh.hostkeys import HostKeyVerifier, fingerprint, known_hosts_name
+
+DEFAULT_CONNECT_TIMEOUT = 10.0
+WINDOW_SIZE = 16 * 1024 * 1024
+MAX_PACKET_SIZE = 256 * 1024
+FAST_CIPHERS = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com", "aes128-ctr")
+DEFAULT_KEY_FILES = ("id_ed25519", "id_ecdsa", "id_rsa")
+SYSTEM_KNOWN_HOSTS = Path("/etc/ssh/ssh_known_hosts")
+
+Passphrase = str | Callable[[Path], "str | None"]
+
+
+@dataclass(frozen=True)
+class SSHTarget:
+    """Where to connect and as whom, after `~/.ssh/config` was applied."""
+
+    alias: str
+    hostname: str
+    port: int
+    user: str
+    root: str
+    identity_files: tuple[Path, ...] = ()
+    identities_only: bool = False
+    known_hosts: tuple[Path, ...] = ()
+    host_key_alias: str | None = None
+    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
+
+    @property
+    def display(self) -> str:
+        """`user@host:port` for messages."""
+        return f"{self.user}@{self.hostname}:{self.port}"
+
+    @property
+    def known_hosts_name(self) -> str:
+        return known_hosts_name(self.host_key_alias or self.hostname, self.port)
+
+
+@dataclass(frozen=True)
+class ConnectOptions:
+    """The backend options of a `RemoteSpec` that concern connecting."""
+
+    identity_file: Path | None = None
+    known_hosts: Path | None = None
+    accept_new_host_key: bool = False
+    connect_timeout: float | None = None
+    passphrase: Passphrase | None = None
+
+    @classmethod
+    def from_spec(cls, spec: RemoteSpec) -> "ConnectOptions":
+        options = spec.options
+        timeout = options.get("connect_timeout")
+        try:
+            timeout = float(timeout) if timeout is not None else None
+        except (TypeError, ValueError) as exc:
+            raise UsageError(f"Invalid connect_timeout {timeout!r} for {spec.label}: "
+                             f"give a number of seconds.") from exc
+        identity = options.get("identity_file")
+        known_hosts = options.get("known_hosts")
+        return cls(
+            identity_file=Path(identity).expanduser() if identity else None,
+            known_hosts=Path(known_hosts).expanduser() if known_hosts else None,
+            accept_new_host_key=bool(options.get("accept_new_host_key", False)),
+            connect_timeout=timeout,
+            passphrase=options.get("passphrase"),
+        )
+
+
+def parse_ssh_url(url: str) -> tuple[str | None, str, int | None, str]:
+    """Split `ssh://[user@]host[:port]/path` into (user, host, port, root path).
+
+    The path is absolute on the server; `/~/x` (or `/~`) is relative to the login directory.
+    """
+    example = "ssh://user@host:22/srv/models (or ssh://host/~/models)"
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError as exc:
+        raise UsageError(f"Invalid port in {url!r}: use {example}.") from exc
+    if parts.scheme != "ssh" or not parts.hostname or not parts.path:
+        raise UsageError(f"Invalid SSH registry URL {url!r}: use {example}.")
+    if parts.password is not None:
+        raise UsageError(f"The SSH URL {url!r} contains a password: remove it and log in with a key "
+                         f"(identity_file option, ~/.ssh/config or ssh-agent).")
+    path = unquote(parts.path)
+    if path == "/~" or path.startswith("/~/"):
+        path = path[3:]
+    return (unquote(parts.username) if parts.username else None), parts.hostname, port, path
+
+
+def resolve_target(spec: RemoteSpec, options: ConnectOptions) -> SSHTarget:
+    """Apply `~/.ssh/config` to the URL (the URL's user and port win over the config's)."""
+    user, alias, port, root = parse_ssh_url(spec.url)
+    config_path = Path("~/.ssh/config").expanduser()
+    try:
+        config = paramiko.SSHConfig.from_path(str(config_path)).lookup(alias) if config_path.exists() else {}
+    except (OSError, paramiko.ConfigParseError, ValueError) as exc:
+        raise UsageError(f"Cannot read {config_path} for {spec.label}: {exc}. Fix the file.") from exc
+    for key, option in (("proxyjump", "ProxyJump"), ("proxycommand", "ProxyCommand")):
+        if config.get(key, "none").lower() != "none":
+            jump = config.get("proxyjump", "JUMPHOST")
+            raise UsageError(
+                f"{config_path} sets {option} for {alias}, which modelreg's SSH backend does "
+                f"not support. Open a tunnel instead (ssh -N -L 2222:"
+                f"{config.get('hostname', alias)}:{config.get('port', 22)} {jump}) and use "
+                f"ssh://user@localhost:2222/path.")
+    if config_path.exists() and "identityfile" in config:
+        identity_files = tuple(Path(p).expanduser() for p in config["identityfile"])
+    else:
+        identity_files = tuple(Path("~/.ssh").expanduser() / name for name in DEFAULT_KEY_FILES)
+    known_hosts = tuple(Path(p).expanduser()
+                        for p in config.get("userknownhostsfile", "~/.ssh/known_hosts").split())
+    try:
+        port = port or int(config.get("port", 22))
+        timeout = options.connect_timeout or float(config.get("connecttimeout", DEFAULT_CONNECT_TIMEOUT))
+    except ValueError as exc:
+        raise UsageError(f"Invalid Port or ConnectTimeout for {alias} in {config_path}: {exc}.") from exc
+    return SSHTarget(
+        alias=alias,
+        hostname=config.get("hostname", alias),
+        port=port,
+        user=user or config.get("user") or getpass.getuser(),
+        root=root,
+        identity_files=identity_files,
+        identities_only=config.get("identitiesonly", "no").lower() == "yes",
+        known_hosts=known_hosts + (SYSTEM_KNOWN_HOSTS,),
+        host_key_alias=config.get("hostkeyalias"),
+        connect_timeout=timeout,
+    )
+
+
+class KeyFiles:
+    """Private key files loaded once per storage, so an encrypted key's passphrase is asked for
+    (or tried) once, not once per pooled connection."""
+
+    def __init__(self, passphrase: Passphrase | None) -> None:
+        self._passphrase = passphrase
+        self._lock = threading.Lock()
+        self._loaded: dict[Path, tuple[paramiko.PKey | None, str | None]] = {}
+
+    def load(self, path: Path) -> tuple[paramiko.PKey | None, str | None]:
+        """(key, None), or (None, why the file cannot be used)."""
+        with self._lock:
+            if path not in self._loaded:
+                self._loaded[path] = _load_key(path, self._passphrase)
+            return self._loaded[path]
+
+
+def open_transport(target: SSHTarget, options: ConnectOptions, verifier: HostKeyVerifier,
+                   keys: KeyFiles) -> paramiko.Transport:
+    """An authenticated Transport to `target`, its host key verified; raises RemoteError/UntrustedError."""
+    timeout = target.connect_timeout
+    sock = _open_socket(target, timeout)
+    transport = paramiko.Transport(sock, default_window_size=WINDOW_SIZE,
+                                   default_max_packet_size=MAX_PACKET_SIZE)
+    transport.banner_timeout = transport.handshake_timeout = transport.auth_timeout = timeout
+    security = transport.get_security_options()
+    security.ciphers = _prefer(security.ciphers, FAST_CIPHERS)
+    known_algorithms = verifier.preferred_algorithms(target.known_hosts_name)
+    if known_algorithms:
+        security.key_types = _prefer(security.key_types, known_algorithms)
+    try:
+        try:
+            transport.start_client(timeout=timeout)
+            server_key = transport.get_remote_server_key()
+        except (paramiko.SSHException, EOFError, OSError) as exc:
+            raise RemoteError(
+                f"The SSH handshake with {target.display} failed or did not finish within "
+                f"{timeout:g} s ({exc or type(exc).__name__}). Check that an SSH server listens "
+                f"on that port and that nothing in between interrupts the connection.") from exc
+        verifier.verify(target.known_hosts_name, server_key)
+        _authenticate(transport, target, options, keys)
+    except BaseException:
+        transport.close()
+        raise
+    return transport
+
+
+def _open_socket(target: SSHTarget, timeout: float) -> socket.socket:
+    address = f"{target.hostname}:{target.port}"
+    try:
+        sock = socket.create_connection((target.hostname, target.port), timeout=timeout)
+    except socket.gaierror as exc:
+        raise RemoteError(f"Cannot resolve the SSH host name {target.hostname!r} ({exc.strerror}). "
+                          f"Check the registry URL or the HostName in ~/.ssh/config.") from exc
+    except ConnectionRefusedError as exc:
+        raise RemoteError(f"Cannot connect to {address}: connection refused. No SSH server "
+                          f"listens there: check the host and port in the registry URL "
+                          f"(ssh://user@host:port/path) and that sshd is running.") from exc
+    except TimeoutError as exc:
+        raise RemoteError(f"Cannot connect to {address}: no answer within {timeout:g} s. Check "
+                          f"the host name, the network and firewalls, or raise the "
+                          f"connect_timeout option.") from exc
+    except OSError as exc:
+        raise RemoteError(f"Cannot connect to {address}: {exc.strerror or exc}. Check the host "
+                          f"and port in the registry URL and the network.") from exc
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return sock
+
+
+def _authenticate(transport: paramiko.Transport, target: SSHTarget, options: ConnectOptions,
+                  keys: KeyFiles) -> None:
+    """Offer each candidate key until the server accepts one; else raise RemoteError naming them."""
+    tried: list[str] = []
+    notes: list[str] = []
+    agent = None if target.identities_only else _open_agent(notes)
+    try:
+        for label, key in _candidate_keys(target, options, agent, keys, notes):
+            tried.append(f"{label} ({key.get_name()} {fingerprint(key.asbytes())})")
+            try:
+                transport.auth_publickey(target.user, key)
+            except paramiko.BadAuthenticationType as exc:
+                notes.append(f"the server only allows {', '.join(exc.allowed_types)} logins, "
+                             f"and modelreg logs in with keys only")
+                break
+            except paramiko.AuthenticationException:
+                continue
+            except (paramiko.SSHException, EOFError, OSError) as exc:
+                notes.append(f"the server closed the connection ({exc})")
+                break
+            if transport.is_authenticated():
+                return
+    finally:
+        if agent is not None:
+            agent.close()
+    offered = "; ".join(tried) or "none (no usable key file, no key in ssh-agent)"
+    detail = (" " + "; ".join(notes) + ".") if notes else ""
+    raise RemoteError(
+        f"SSH login to {target.display} was refused. Keys offered: {offered}.{detail} Add the "
+        f"public key to ~{target.user}/.ssh/authorized_keys on the server, or name the right "
+        f"private key with the identity_file option, IdentityFile in ~/.ssh/config or ssh-add.")
+
+
+def _open_agent(notes: list[str]) -> paramiko.Agent | None:
+    """The ssh-agent named by $SSH_AUTH_SOCK (no keys if none runs), or None if it cannot be used."""
+    try:
+        return paramiko.Agent()
+    except (paramiko.SSHException, OSError) as exc:
+        notes.append(f"ssh-agent could not be used ({exc})")
+        return None
+
+
+def _candidate_keys(target: SSHTarget, options: ConnectOptions, agent: paramiko.Agent | None,
+                    keys: KeyFiles, notes: list[str]):
+    """Yield (label, key): the identity_file option, agent keys, then IdentityFile/default key files."""
+    if options.identity_file is not None:
+        if not options.identity_file.exists():
+            raise UsageError(f"The SSH identity file {options.identity_file} does not exist: fix "
+                             f"the identity_file option of the remote.")
+        yield from _key_from_file(options.identity_file, keys, notes)
+    if agent is not None:
+        for key in agent.get_keys():
+            yield "ssh-agent key", key
+    for path in target.identity_files:
+        if path.exists() and path != options.identity_file:
+            yield from _key_from_file(path, keys, notes)
+
+
+def _key_from_file(path: Path, keys: KeyFiles, notes: list[str]):
+    key, problem = keys.load(path)
+    if key is not None:
+        yield str(path), key
+    elif problem:
+        notes.append(problem)
+
+
+def _load_key(path: Path, passphrase: Passphrase | None) -> tuple[paramiko.PKey | None, str | None]:
+    """The private key in `path`, decrypted with the passphrase option if needed, or why it is unusable."""
+    try:
+        return paramiko.PKey.from_path(path), None
+    except TypeError:
+        pass
+    except (ValueError, OSError, paramiko.SSHException, paramiko.UnknownKeyType) as exc:
+        return None, f"{path} is not a usable private key ({exc})"
+    secret = passphrase(path) if callable(passphrase) else passphrase
+    if not secret:
+        return None, (f"{path} is encrypted and no passphrase was given (set "
+                      f"MODELREG_SSH_PASSPHRASE or load it into ssh-agent with 'ssh-add {path}')")
+    try:
+        return paramiko.PKey.from_path(path, secret.encode() if isinstance(secret, str) else secret), None
+    except (TypeError, ValueError, paramiko.SSHException):
+        return None, f"the passphrase given for {path} is wrong"
+
+
+def _prefer(available: tuple[str, ...], first: tuple[str, ...] | list[str]) -> tuple[str, ...]:
+    """`available` reordered so the names in `first` that it contains come first."""
+    leading = [name for name in first if name in available]
+    return tuple(leading + [name for name in available if name not in leading])

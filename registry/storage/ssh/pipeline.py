@@ -1,0 +1,320 @@
+"""Fast SFTP transfers of one file: many requests in flight, over one or more connections.
+
+paramiko's own `SFTPFile` pipelining stops to collect every outstanding reply each
+~100 writes, and its prefetch splits reads into 32 KiB requests. Here each connection
+keeps `DEPTH` requests of up to the server's limit (255 KiB on OpenSSH) in flight
+through `BulkSFTPClient`, and a large file may be shared between several connections
+by offset (writing one file at different offsets from several SFTP handles is legal).
+Downloads reach the sink strictly in order, from the caller's thread, while a worker
+thread receives: hashing and writing the sink (which release the GIL) overlap with
+paramiko's packet handling (which holds it). Out-of-order data waits in a bounded
+buffer (`MAX_AHEAD`).
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import BinaryIO, Callable
+
+import paramiko
+from paramiko.sftp import CMD_DATA, CMD_STATUS
+
+from modelreg.hashing import Progress
+from modelreg.storage.ssh.sessions import SessionPool, SFTPSession
+from modelreg.storage.ssh.sftp import check_status
+
+log = logging.getLogger(__name__)
+
+DEPTH = 16
+"""Requests each connection keeps in flight."""
+MAX_AHEAD = 32 * 1024 * 1024
+"""Bytes a download may fetch beyond what the sink has taken (memory bound)."""
+MIN_BYTES_PER_STREAM = 4 * 1024 * 1024
+NEW_CONNECTION_MIN_BYTES = 64 * 1024 * 1024
+"""Below this, extra streams use only idle pooled connections: a new SSH handshake costs
+more than it saves on a file that moves in a fraction of a second."""
+
+
+def _await(session: SFTPSession, received: dict[int, tuple[int, bytes]], num: int) -> tuple[int, bytes]:
+    """The reply to request `num` (see `BulkSFTPClient.wait_reply`); a failure marks the session broken."""
+    try:
+        return session.sftp.wait_reply(num, received)
+    except BaseException:
+        session.broken = True
+        raise
+
+
+@dataclass(eq=False)
+class _Job:
+    """One file being moved: the next offset to claim, received data, the first error."""
+
+    start: int
+    end: int
+    chunk: int
+    max_ahead: int | None = None
+    cond: threading.Condition = field(default_factory=threading.Condition)
+    next: int = 0
+    taken: int = 0
+    done: int = 0
+    active: int = 0
+    cancelled: bool = False
+    error: BaseException | None = None
+    results: dict[int, bytes] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.next = self.taken = self.start
+
+    def claim(self, block: bool) -> tuple[int, int] | None:
+        """The next (offset, length) to move, or None when done, cancelled or too far ahead (non-blocking)."""
+        with self.cond:
+            while True:
+                if self.cancelled or self.next >= self.end:
+                    return None
+                if self.max_ahead is None or self.next - self.taken < self.max_ahead:
+                    break
+                if not block:
+                    return None
+                self.cond.wait()
+            offset, length = self.next, min(self.chunk, self.end - self.next)
+            self.next += length
+            return offset, length
+
+    def deliver(self, offset: int, data: bytes) -> None:
+        with self.cond:
+            self.results[offset] = data
+            self.cond.notify_all()
+
+    def report(self, count: int) -> None:
+        with self.cond:
+            self.done += count
+            self.cond.notify_all()
+
+    def take(self, offset: int) -> bytes:
+        """The data received for `offset`, waiting for it; raises the first worker error."""
+        with self.cond:
+            while offset not in self.results:
+                if self.error is not None:
+                    raise self.error
+                if self.active == 0:
+                    raise EOFError(f"no connection delivered offset {offset}")
+                self.cond.wait()
+            data = self.results.pop(offset)
+            self.taken = offset + len(data)
+            self.cond.notify_all()
+            return data
+
+    def fail(self, exc: BaseException) -> None:
+        with self.cond:
+            if self.error is None:
+                self.error = exc
+            self.cancelled = True
+            self.cond.notify_all()
+
+    def cancel(self) -> None:
+        with self.cond:
+            self.cancelled = True
+            self.cond.notify_all()
+
+
+def _read_worker(session: SFTPSession, handle: bytes, job: _Job,
+                 deliver: Callable[[int, bytes], None]) -> None:
+    """Fetch claimed ranges with DEPTH reads in flight; deliver each in the order of its offset."""
+    sftp, received, pending = session.sftp, {}, collections.deque()
+    try:
+        while True:
+            while len(pending) < DEPTH and (claim := job.claim(block=not pending)):
+                offset, length = claim
+                pending.append((sftp.send_read(handle, offset, length), offset, length))
+            if not pending:
+                return
+            num, offset, length = pending.popleft()
+            kind, data = _await(session, received, num)
+            if kind != CMD_DATA:
+                check_status(data)
+                raise EOFError(f"unexpected SFTP reply {kind} to a read")
+            if not data:
+                raise EOFError(f"empty read at offset {offset}")
+            if len(data) < length:
+                rest = offset + len(data), length - len(data)
+                pending.appendleft((sftp.send_read(handle, *rest), *rest))
+            deliver(offset, data)
+    finally:
+        _drain(session, received, [num for num, *_ in pending])
+
+
+def _write_worker(session: SFTPSession, handle: bytes, job: _Job,
+                  read_source: Callable[[int, int], bytes], report: Callable[[int], None]) -> None:
+    """Write claimed ranges with DEPTH writes in flight; report each acknowledged one."""
+    sftp, received, pending = session.sftp, {}, collections.deque()
+    try:
+        while True:
+            while len(pending) < DEPTH and (claim := job.claim(block=False)):
+                offset, length = claim
+                pending.append((sftp.send_write(handle, offset, read_source(offset, length)), length))
+            if not pending:
+                return
+            num, length = pending.popleft()
+            kind, body = _await(session, received, num)
+            if kind != CMD_STATUS:
+                raise EOFError(f"unexpected SFTP reply {kind} to a write")
+            check_status(body)
+            report(length)
+    finally:
+        _drain(session, received, [num for num, _ in pending])
+
+
+def _drain(session: SFTPSession, received: dict[int, tuple[int, bytes]], nums: list[int]) -> None:
+    """Collect the replies still owed so the connection can serve the next caller."""
+    if session.broken:
+        return
+    try:
+        for num in nums:
+            _await(session, received, num)
+    except Exception:  # the session is marked broken; the original error is what matters
+        log.debug("could not drain SFTP replies", exc_info=True)
+
+
+def _stream_count(size: int, pool: SessionPool, max_streams: int) -> int:
+    """How many connections are worth using for `size` bytes."""
+    return max(1, min(max_streams, pool.limit, size // MIN_BYTES_PER_STREAM))
+
+
+def read_file(first: SFTPSession, handle: paramiko.SFTPFile, path: str, start: int, sink: BinaryIO,
+              progress: Progress | None, *, pool: SessionPool, max_streams: int) -> None:
+    """Write the open remote file's bytes from `start` on into `sink`, in order, from this thread.
+
+    A large file is fetched over up to `max_streams` connections; an extra connection
+    joins only if the file it opens has the same size and mtime (the same version).
+    """
+    expected = handle.stat()
+    end = expected.st_size
+    streams = _stream_count(end - start, pool, max_streams)
+    if streams <= 1:
+        def write_in_order(_offset: int, data: bytes) -> None:
+            sink.write(data)
+            if progress:
+                progress(len(data))
+        _read_worker(first, handle.handle, _Job(start, end, first.sftp.read_size), write_in_order)
+        return
+    job = _Job(start, end, first.sftp.read_size, max_ahead=MAX_AHEAD)
+
+    def extra_handle(session: SFTPSession) -> paramiko.SFTPFile | None:
+        other = session.sftp.open(path, "rb")
+        attrs = other.stat()
+        if (attrs.st_size, attrs.st_mtime) != (expected.st_size, expected.st_mtime):
+            other.close()
+            return None
+        return other
+
+    def consume() -> None:
+        offset = start
+        while offset < end:
+            data = job.take(offset)
+            sink.write(data)
+            if progress:
+                progress(len(data))
+            offset += len(data)
+
+    _run_streams(job, first, handle, pool, streams, extra_handle,
+                 lambda session, h: _read_worker(session, h.handle, job, job.deliver), consume)
+
+
+def write_file(first: SFTPSession, handle: paramiko.SFTPFile, path: str, size: int,
+               read_source: Callable[[int, int], bytes], progress: Progress | None, *,
+               pool: SessionPool, max_streams: int) -> None:
+    """Write `size` bytes from `read_source(offset, length)` into the open remote file at `path`.
+
+    A large file is written over up to `max_streams` connections, each through its own handle.
+    """
+    report = progress or (lambda _count: None)
+    job = _Job(0, size, first.sftp.write_size)
+    streams = _stream_count(size, pool, max_streams)
+    if streams <= 1:
+        _write_worker(first, handle.handle, job, read_source, report)
+        return
+
+    def consume() -> None:
+        reported, finished = 0, False
+        while not finished:
+            with job.cond:
+                while job.active and job.error is None and job.done == reported:
+                    job.cond.wait()
+                done, finished, error = job.done, not job.active, job.error
+            if error is not None:
+                raise error
+            if progress and done > reported:
+                progress(done - reported)
+            reported = done
+
+    _run_streams(job, first, handle, pool, streams,
+                 lambda session: session.sftp.open(path, "r+"),
+                 lambda session, h: _write_worker(session, h.handle, job, read_source, job.report),
+                 consume)
+
+
+def _run_streams(job: _Job, first: SFTPSession, handle: paramiko.SFTPFile, pool: SessionPool,
+                 streams: int, open_extra: Callable[[SFTPSession], paramiko.SFTPFile | None],
+                 work: Callable[[SFTPSession, paramiko.SFTPFile], None],
+                 consume: Callable[[], None]) -> None:
+    """Run `work` on the first connection and on up to `streams - 1` extra ones while this thread consumes.
+
+    Extra connections are optional: one that cannot be had (pool busy, connect or
+    open failure) is skipped. A failure of a connection at work fails the whole job.
+    """
+
+    def run(session: SFTPSession, file: paramiko.SFTPFile) -> None:
+        try:
+            work(session, file)
+        except BaseException as exc:
+            job.fail(exc)
+
+    def run_extra() -> None:
+        session = None if job.cancelled else pool.try_acquire(
+            connect=job.end - job.start >= NEW_CONNECTION_MIN_BYTES)
+        file = None
+        try:
+            if session is not None:
+                file = open_extra(session)
+            if file is not None:
+                run(session, file)
+        except Exception:  # an extra connection is optional: the others carry on
+            log.debug("extra SFTP stream unavailable", exc_info=True)
+        finally:
+            if file is not None and session.usable:
+                _close_quietly(file)
+            if session is not None:
+                pool.release(session)
+            _finish()
+
+    def run_first() -> None:
+        try:
+            run(first, handle)
+        finally:
+            _finish()
+
+    def _finish() -> None:
+        with job.cond:
+            job.active -= 1
+            job.cond.notify_all()
+
+    job.active = streams
+    with ThreadPoolExecutor(max_workers=streams, thread_name_prefix="modelreg-sftp") as executor:
+        executor.submit(run_first)
+        for _ in range(streams - 1):
+            executor.submit(run_extra)
+        try:
+            consume()
+        except BaseException:
+            job.cancel()
+            raise
+
+
+def _close_quietly(file: paramiko.SFTPFile) -> None:
+    try:
+        file.close()
+    except Exception:
+        log.debug("could not close an SFTP handle", exc_info=True)
