@@ -13,8 +13,8 @@ from typing import Optional
 import typer
 
 from modelreg.cli import model_commands, remote_commands
-from modelreg.cli.context import AcceptHostKey, JsonOption, RemoteOption, ref_of, resolve
-from modelreg.cli.errors import EXIT_CODES_HELP, State, handle_errors
+from modelreg.cli.context import AcceptHostKey, JsonOption, RemoteOption, current_settings, ref_of, resolve
+from modelreg.cli.errors import BROKEN_PIPE, EXIT_CODES_HELP, State, report
 from modelreg.cli.output import human_size, print_json, progress_reporter, stdout
 from modelreg.config import Settings
 from modelreg.errors import UsageError
@@ -24,21 +24,35 @@ app = typer.Typer(
     help="Ship trained models verified: bundle, push, pull and load with sha256 checks.\n\n"
          + EXIT_CODES_HELP,
     no_args_is_help=True,
-    add_completion=False,
     pretty_exceptions_enable=False,
 )
 app.add_typer(remote_commands.remote_app, name="remote")
 
+GLOBAL_FLAGS = ("--debug", "--quiet", "-q")
+GLOBAL_OPTIONS = ("--workspace",)
+"""Global options, accepted before or after the subcommand (`modelreg pull v9 -q`, as in git)."""
+
+
+def version_callback(value: bool) -> None:
+    if value:
+        from modelreg import __version__
+
+        stdout.print(f"modelreg {__version__}", highlight=False)
+        raise typer.Exit()
 
 
 @app.callback()
 def root(debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
-         quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or notes.")) -> None:
-    State.debug, State.quiet = debug, quiet
+         quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or notes."),
+         workspace: Optional[str] = typer.Option(
+             None, "--workspace", metavar="DIR", help="Where pins and trusted keys live (default: "
+             "$MODELREG_WORKSPACE, else the nearest directory at or above here with manifests/)."),
+         version: bool = typer.Option(False, "--version", callback=version_callback, is_eager=True,
+                                      help="Print the version and exit.")) -> None:
+    State.debug, State.quiet, State.workspace = debug, quiet, workspace
 
 
 @app.command()
-@handle_errors
 def push(ref: str = typer.Argument(..., help="[NAME:]VERSION, e.g. v9"),
          sign: Optional[Path] = typer.Option(None, "--sign", help="Sign with this ECDSA private key "
                                              "(see keygen); default: signing_key in the config."),
@@ -64,7 +78,6 @@ def push(ref: str = typer.Argument(..., help="[NAME:]VERSION, e.g. v9"),
 
 
 @app.command()
-@handle_errors
 def pull(ref: str = typer.Argument(..., help="[NAME:]VERSION or a tag"),
          dest: Optional[Path] = typer.Option(None, "--dest", "-d",
                                              help="Also write the files here under their original names."),
@@ -88,7 +101,6 @@ def pull(ref: str = typer.Argument(..., help="[NAME:]VERSION or a tag"),
 
 
 @app.command()
-@handle_errors
 def tag(ref: str = typer.Argument(..., help="The version (or tag) to point at"),
         tag_name: str = typer.Argument(..., metavar="TAG", help="Tag name, e.g. production"),
         remote: Optional[str] = RemoteOption, accept_new_host_key: bool = AcceptHostKey) -> None:
@@ -103,7 +115,6 @@ def tag(ref: str = typer.Argument(..., help="The version (or tag) to point at"),
 
 
 @app.command()
-@handle_errors
 def verify(target: str = typer.Argument(..., help="A cached version (v9) or a directory from pull --dest"),
            trusted_key: list[Path] = typer.Option([], "--trusted-key", help="Require model.sig from this "
                                                   "public key (repeatable; adds to the configured ones)."),
@@ -111,7 +122,7 @@ def verify(target: str = typer.Argument(..., help="A cached version (v9) or a di
     """Re-hash a cached version, or a directory against its manifest.json / SHA256SUMS / model.sig."""
     from modelreg.verify import verify_cached, verify_directory
 
-    settings = Settings.resolve()
+    settings = current_settings()
     with progress_reporter(State.quiet or json_output) as reporter:
         if Path(target).is_dir():
             report = verify_directory(Path(target), settings, trusted_keys=trusted_key, reporter=reporter)
@@ -132,14 +143,13 @@ def verify(target: str = typer.Argument(..., help="A cached version (v9) or a di
 
 
 @app.command()
-@handle_errors
 def keygen(path: Path = typer.Argument(..., help="Private key file to create; PATH.pub gets the public key"),
            passphrase: bool = typer.Option(False, "--passphrase", help="Encrypt the private key "
                                            "(asks on the terminal, or reads MODELREG_KEY_PASSPHRASE).")) -> None:
     """Create an ECDSA P-256 signing key pair (OpenSSF model-signing compatible)."""
     from modelreg.trust.keys import generate_keypair, key_fingerprint, load_public_key
 
-    secret = key_passphrase(Settings.resolve(), path, ask=passphrase, confirm=True) if passphrase else None
+    secret = key_passphrase(current_settings(), path, ask=passphrase, confirm=True) if passphrase else None
     if passphrase and not secret:
         raise UsageError("--passphrase needs a terminal to ask on, or MODELREG_KEY_PASSPHRASE set; "
                          "no key was written.")
@@ -165,13 +175,56 @@ def key_passphrase(settings: Settings, key: Optional[Path], ask: bool = False,
     return None
 
 
-app.command("list")(handle_errors(remote_commands.list_versions))
-app.command("show")(handle_errors(remote_commands.show))
-app.command("ingest")(handle_errors(model_commands.ingest))
-app.command("train")(handle_errors(model_commands.train))
-app.command("predict")(handle_errors(model_commands.predict))
-app.command("demo-data")(handle_errors(model_commands.demo_data))
+app.command("list")(remote_commands.list_versions)
+app.command("show")(remote_commands.show)
+app.command("paths")(remote_commands.paths)
+app.command("ingest")(model_commands.ingest)
+app.command("train")(model_commands.train)
+app.command("predict")(model_commands.predict)
+app.command("demo-data")(model_commands.demo_data)
 
 
-def main() -> None:
-    app()
+def hoist_global_options(args: list[str]) -> list[str]:
+    """Move global options found after the subcommand to the front (nothing after `--` moves)."""
+    front, rest = [], []
+    index = 0
+    while index < len(args):
+        arg = args[index]
+        if arg == "--":
+            rest += args[index:]
+            break
+        if arg in GLOBAL_FLAGS:
+            front.append(arg)
+        elif arg in GLOBAL_OPTIONS and index + 1 < len(args):
+            front += args[index:index + 2]
+            index += 1
+        elif arg.split("=", 1)[0] in GLOBAL_OPTIONS:
+            front.append(arg)
+        else:
+            rest.append(arg)
+        index += 1
+    return front + rest
+
+
+def main(argv: Optional[list[str]] = None) -> None:
+    """The `modelreg` entry point: every failure is caught here once (see `cli/errors.py`)."""
+    import os
+    import sys
+
+    import click
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # no TensorFlow C++ start-up lines
+    args = hoist_global_options(list(sys.argv[1:] if argv is None else argv))
+    try:
+        code = app(args=args, prog_name="modelreg", standalone_mode=False)
+    except click.ClickException as exc:
+        exc.show()
+        code = exc.exit_code
+    except click.exceptions.Abort:
+        code = report(KeyboardInterrupt())
+    except BrokenPipeError:  # stdout closed early (piped into head): quiet, as shells report SIGPIPE
+        sys.stderr.close()
+        code = BROKEN_PIPE
+    except (Exception, KeyboardInterrupt) as exc:
+        code = report(exc)
+    sys.exit(code if isinstance(code, int) else 0)

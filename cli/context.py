@@ -8,6 +8,7 @@ from typing import Optional
 
 import typer
 
+from modelreg.cli.errors import State
 from modelreg.config import RemoteSpec, Settings
 from modelreg.refs import Ref, parse_ref
 
@@ -18,9 +19,14 @@ AcceptHostKey = typer.Option(False, "--accept-new-host-key",
 JsonOption = typer.Option(False, "--json", help="Print machine-readable JSON.")
 
 
+def current_settings() -> Settings:
+    """Settings for this command: the global options applied over environment, config and defaults."""
+    return Settings.resolve(workspace=State.workspace)
+
+
 def resolve(remote: Optional[str], accept_new_host_key: bool = False) -> tuple[Settings, RemoteSpec]:
     """Settings and the chosen remote; on a terminal, SSH key passphrases are asked for when needed."""
-    settings = Settings.resolve()
+    settings = current_settings()
     spec = settings.remote(remote, accept_new_host_key=accept_new_host_key or None)
     if spec.url.startswith("ssh://") and "passphrase" not in spec.options and sys.stdin.isatty():
         spec = replace(spec, options={**spec.options, "passphrase": ask_ssh_passphrase})

@@ -1,58 +1,65 @@
-"""One place that turns exceptions into a message and an exit code.
+"""One table from exception classes to exit codes, and the one place failures are rendered.
 
-Expected failures (`RegistryError`) print their one-paragraph message; anything
-else is a bug and shows its traceback only with --debug.
+`main()` (in `app.py`) catches everything once and calls `exit_code_for`; no command
+handles errors itself. Expected failures (`RegistryError`) print their one-paragraph
+message; anything else is a bug and shows its traceback only with --debug.
 """
 
 from __future__ import annotations
 
-import functools
 import traceback
 
-import typer
 from rich.text import Text
 
 from modelreg.cli.output import stderr
-from modelreg.errors import RegistryError
+from modelreg.errors import IntegrityError, RegistryError, RemoteError, UntrustedError, UsageError
 
-EXIT_CODES_HELP = (
-    "Exit codes: 0 ok; 1 failure; 2 usage error; 3 verification failed (a digest or size did not "
-    "match); 4 untrusted (unsigned, unknown key or host key, downgrade); 5 remote unreachable or "
-    "refused; 130 interrupted."
+EXIT_CODES: tuple[tuple[type[BaseException], int, str], ...] = (
+    (UsageError, 2, "usage error"),
+    (IntegrityError, 3, "verification failed (a digest, size or pin did not match)"),
+    (UntrustedError, 4, "untrusted (unsigned, unknown key or host key, downgrade)"),
+    (RemoteError, 5, "remote unreachable or refused"),
+    (RegistryError, 1, "failure"),
 )
+"""First match wins, so subclasses come before their bases."""
+
+INTERRUPTED, BROKEN_PIPE, BUG = 130, 141, 1
+
+EXIT_CODES_HELP = ("Exit codes: 0 ok; " + "; ".join(f"{code} {label}" for _cls, code, label in
+                                                    sorted(EXIT_CODES, key=lambda row: row[1]))
+                   + f"; {INTERRUPTED} interrupted; {BROKEN_PIPE} output closed early (e.g. piped "
+                     f"into head).")
 
 
 class State:
+    """Global options, set once by the root callback."""
+
     debug = False
     quiet = False
+    workspace: str | None = None
 
 
-def handle_errors(command):
-    """Wrap a typer command so failures end with a clear message and the documented exit code."""
-    @functools.wraps(command)
-    def wrapper(*args, **kwargs):
-        try:
-            return command(*args, **kwargs)
-        except typer.Exit:
-            raise
-        except RegistryError as exc:
-            if State.debug:
-                traceback.print_exc()
-            stderr.print(Text.assemble(("Error: ", "bold red"), str(exc)), soft_wrap=True)
-            for note in getattr(exc, "__notes__", []):
-                stderr.print(Text(f"  {note}"), soft_wrap=True)
-            raise typer.Exit(exc.exit_code) from None
-        except BrokenPipeError:  # output piped into e.g. `head`, which stopped reading: not an error
-            raise typer.Exit(141) from None
-        except KeyboardInterrupt:
-            stderr.print("Interrupted; nothing half-written is visible (partial downloads resume).")
-            raise typer.Exit(130) from None
-        except Exception as exc:  # a bug: say so, keep the traceback for --debug
-            if State.debug:
-                raise
-            stderr.print(Text.assemble(("Internal error: ", "bold red"),
-                                       f"{type(exc).__name__}: {exc}. This is a bug in modelreg; "
-                                       f"re-run with --debug for the traceback and report it."),
-                         soft_wrap=True)
-            raise typer.Exit(1) from None
-    return wrapper
+def exit_code_for(exc: BaseException) -> int:
+    for cls, code, _label in EXIT_CODES:
+        if isinstance(exc, cls):
+            return code
+    return BUG
+
+
+def report(exc: BaseException) -> int:
+    """Print what went wrong (traceback only with --debug) and return the exit code."""
+    if State.debug:
+        traceback.print_exception(exc)
+    if isinstance(exc, KeyboardInterrupt):
+        stderr.print("Interrupted; nothing half-written is visible (partial downloads resume).")
+        return INTERRUPTED
+    if isinstance(exc, RegistryError):
+        stderr.print(Text.assemble(("Error: ", "bold red"), str(exc)), soft_wrap=True)
+        for note in getattr(exc, "__notes__", []):
+            stderr.print(Text(f"  {note}"), soft_wrap=True)
+        return exit_code_for(exc)
+    if not State.debug:
+        stderr.print(Text.assemble(("Internal error: ", "bold red"),
+                                   f"{type(exc).__name__}: {exc}. This is a bug in modelreg; re-run "
+                                   f"with --debug for the traceback and report it."), soft_wrap=True)
+    return BUG

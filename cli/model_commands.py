@@ -7,10 +7,9 @@ from typing import Optional
 
 import typer
 
-from modelreg.cli.context import JsonOption, RemoteOption
+from modelreg.cli.context import JsonOption, RemoteOption, current_settings
 from modelreg.cli.errors import State
 from modelreg.cli.output import human_size, print_json, progress_reporter, stderr, stdout
-from modelreg.config import Settings
 
 
 def ingest(ref: str = typer.Argument(..., help="[NAME:]VERSION to create, e.g. v9"),
@@ -24,7 +23,7 @@ def ingest(ref: str = typer.Argument(..., help="[NAME:]VERSION to create, e.g. v
     from modelreg.ingest import find_artifacts, ingest as ingest_bundle
     from modelreg.refs import parse_ref
 
-    settings = Settings.resolve()
+    settings = current_settings()
     parsed = parse_ref(ref, settings.default_model)
     paths = find_artifacts(parsed.version, source,
                            {"weights": weights, "labels": labels, "mean": mean, "std": std})
@@ -56,12 +55,11 @@ def train(ref: str = typer.Argument(..., help="[NAME:]VERSION to create, e.g. v9
           dropout: Optional[float] = typer.Option(None),
           l2: Optional[float] = typer.Option(None, help="L2 weight on the dense layer.")) -> None:
     """Train the v9 model (WAV2VEC + BiLSTM + self-attention) and bundle it for push."""
-    quiet_tensorflow_logs()
     from modelreg.families.v9.training import TrainOptions
     from modelreg.refs import parse_ref
     from modelreg.train import train_bundle
 
-    settings = Settings.resolve()
+    settings = current_settings()
     parsed = parse_ref(ref, settings.default_model)
     overrides = {"lstm_units": lstm_units, "recurrent_dropout": recurrent_dropout,
                  "attention_units": attention_units, "dense_units": dense_units, "dropout": dropout,
@@ -97,7 +95,6 @@ def predict(ref: str = typer.Argument(..., help="[NAME:]VERSION or a tag"),
             remote: Optional[str] = RemoteOption,
             json_output: bool = JsonOption) -> None:
     """Classify utterances with a verified model (pulled if needed)."""
-    quiet_tensorflow_logs()
     from modelreg.families.v9.data import load_utterance
     from modelreg.loading import load
 
@@ -126,10 +123,3 @@ def demo_data(directory: Path = typer.Argument(..., help="Where to write the syn
     stdout.print(f"Wrote {len(written)} synthetic utterances to {directory}. This data is SYNTHETIC "
                  f"(random class prototypes), for trying modelreg only: a model trained on it knows "
                  f"nothing about speech or emotion.", highlight=False)
-
-
-def quiet_tensorflow_logs() -> None:
-    """TensorFlow's C++ start-up chatter (oneDNN, graph attributes) is noise to a user; keep a user's choice."""
-    import os
-
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")

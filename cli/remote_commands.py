@@ -7,17 +7,15 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from modelreg.cli.context import AcceptHostKey, JsonOption, RemoteOption, ref_of, resolve
-from modelreg.cli.errors import handle_errors
+from modelreg.cli.context import AcceptHostKey, JsonOption, RemoteOption, current_settings, ref_of, resolve
 from modelreg.cli.output import human_size, print_json, stdout
-from modelreg.config import Settings, add_remote
+from modelreg.config import add_remote
 
 remote_app = typer.Typer(help="Named remotes (stored in the config file; never credentials).",
                          no_args_is_help=True)
 
 
 @remote_app.command("add")
-@handle_errors
 def remote_add(name: str = typer.Argument(..., help="A short name, e.g. team"),
                url: str = typer.Argument(..., help="file:///path, s3://bucket/prefix or ssh://user@host:port/path"),
                endpoint_url: Optional[str] = typer.Option(None, help="S3: endpoint of an S3-compatible store."),
@@ -27,7 +25,7 @@ def remote_add(name: str = typer.Argument(..., help="A short name, e.g. team"),
                identity_file: Optional[str] = typer.Option(None, help="SSH: private key file."),
                default: bool = typer.Option(False, "--default", help="Make this the default remote.")) -> None:
     """Add or replace a named remote."""
-    settings = Settings.resolve()
+    settings = current_settings()
     options = {"endpoint_url": endpoint_url, "region": region, "profile": profile,
                "addressing_style": addressing_style, "identity_file": identity_file}
     spec = add_remote(settings, name, url, options=options, make_default=default)
@@ -36,10 +34,9 @@ def remote_add(name: str = typer.Argument(..., help="A short name, e.g. team"),
 
 
 @remote_app.command("list")
-@handle_errors
 def remote_list(json_output: bool = JsonOption) -> None:
     """Show the configured remotes and which one is the default."""
-    settings = Settings.resolve()
+    settings = current_settings()
     local = settings.remote(None) if not settings.default_remote else None
     rows = [{"name": spec.name, "url": spec.url, "options": spec.options,
              "default": spec.name == settings.default_remote} for spec in settings.remotes.values()]
@@ -107,3 +104,16 @@ def show(ref: str = typer.Argument(..., help="[NAME:]VERSION or a tag"),
         for key, value in sorted(m.metrics.items()):
             metrics.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
         stdout.print(metrics)
+
+
+def paths(json_output: bool = JsonOption) -> None:
+    """Where this command's config, cache, local registry and workspace (pins, trusted keys) are."""
+    settings = current_settings()
+    rows = {"config": str(settings.config_path), "cache": str(settings.cache_dir),
+            "local_registry": str(settings.local_registry), "workspace": str(settings.workspace),
+            "workspace_origin": settings.workspace_origin}
+    if json_output:
+        print_json(rows)
+        return
+    for key, value in rows.items():
+        stdout.print(f"{key:17} {value}", highlight=False)

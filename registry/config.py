@@ -56,6 +56,7 @@ class Settings:
     cache_dir: Path
     local_registry: Path
     workspace: Path
+    """Where pins (`manifests/<name>/<version>.json`) and `manifests/trusted_keys/` are read and written."""
     default_model: str = DEFAULT_MODEL_NAME
     default_remote: str | None = None
     remotes: dict = field(default_factory=dict)
@@ -65,6 +66,8 @@ class Settings:
     signing_key: str | None = None
     ssh_passphrase: str | None = field(default=None, repr=False)
     key_passphrase: str | None = field(default=None, repr=False)
+    workspace_origin: str = "given"
+    """How `workspace` was chosen, for messages: see `find_workspace`."""
 
     @property
     def known_hosts_path(self) -> Path:
@@ -73,8 +76,14 @@ class Settings:
 
     @classmethod
     def resolve(cls, env: dict | None = None, workspace: Path | None = None) -> "Settings":
-        """Build settings from the environment (default: os.environ) and the config file."""
+        """Build settings from the environment (default: os.environ) and the config file.
+
+        The workspace is `workspace` when given, else `$MODELREG_WORKSPACE`, else the
+        nearest directory at or above the current one that has a `manifests/` folder
+        (as git finds its repository), else the current directory.
+        """
         env = dict(os.environ if env is None else env)
+        workspace, workspace_origin = find_workspace(workspace, env.get("MODELREG_WORKSPACE"), Path.cwd())
         home = env.get("MODELREG_HOME")
         if home:
             base = Path(home).expanduser()
@@ -96,7 +105,8 @@ class Settings:
             config_path=config_path,
             cache_dir=Path(env.get("MODELREG_CACHE") or cache_dir),
             local_registry=data_dir / "registry",
-            workspace=Path(workspace or Path.cwd()),
+            workspace=workspace,
+            workspace_origin=workspace_origin,
             default_model=env.get("MODELREG_MODEL") or data.get("default_model") or DEFAULT_MODEL_NAME,
             default_remote=env.get("MODELREG_REMOTE") or data.get("default_remote"),
             remotes=remotes,
@@ -109,7 +119,7 @@ class Settings:
         )
 
     def with_workspace(self, workspace: Path) -> "Settings":
-        return replace(self, workspace=workspace)
+        return replace(self, workspace=workspace, workspace_origin="given")
 
     def remote(self, name_or_url: str | None = None, **overrides) -> RemoteSpec:
         """The remote named or given as URL, else the default one, else the local registry ("local").
@@ -139,6 +149,20 @@ class Settings:
         return replace(spec, options={**spec.options, **extra}) if extra else spec
 
 
+def find_workspace(given: Path | str | None, from_env: str | None, cwd: Path) -> tuple[Path, str]:
+    """The workspace directory and a phrase saying how it was chosen (for `modelreg paths`)."""
+    if given:
+        return Path(given).expanduser().absolute(), "given by the caller"
+    if from_env:
+        return Path(from_env).expanduser().absolute(), "from MODELREG_WORKSPACE"
+    start = cwd.absolute()
+    for candidate in (start, *start.parents):
+        if (candidate / "manifests").is_dir():
+            return candidate, ("the current directory (it has manifests/)" if candidate == start
+                               else "the nearest parent directory with manifests/")
+    return start, "the current directory (no manifests/ found here or above; pins are written here)"
+
+
 def check_remote_url(url: str) -> str:
     """Reject URLs of an unknown scheme or without a location, with the forms that work."""
     parts = urlsplit(url)
@@ -166,10 +190,9 @@ def write_config_file(path: Path, data: dict) -> None:
     """Write the config atomically (temp file + rename)."""
     import tomli_w
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temp.write_bytes(tomli_w.dumps(data).encode())
-    os.replace(temp, path)
+    from modelreg.local.atomic import atomic_write
+
+    atomic_write(path, tomli_w.dumps(data).encode())
 
 
 def add_remote(settings: Settings, name: str, url: str, *, options: dict | None = None,

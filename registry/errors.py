@@ -3,22 +3,18 @@
 Callers catch `RegistryError` once; each subclass also inherits its natural
 built-in (`NotFound` is a `FileNotFoundError`, ...) so plain Python code can catch
 either. Every message says what happened, to which file or remote, and what to do.
-The CLI maps each class to an exit code (`exit_code`), documented in the README.
+The CLI maps each class to an exit code in one table (`modelreg.cli.errors`).
 """
 
 from __future__ import annotations
 
 
 class RegistryError(Exception):
-    """Base of every expected modelreg failure; `exit_code` is what the CLI returns."""
-
-    exit_code = 1
+    """Base of every expected modelreg failure (the CLI maps each class to an exit code)."""
 
 
 class UsageError(RegistryError, ValueError):
     """The caller asked for something malformed (a bad ref, URL, option or input file)."""
-
-    exit_code = 2
 
 
 class ConfigError(RegistryError):
@@ -42,10 +38,9 @@ class IntegrityError(RegistryError):
 
     Carries the file's name, the expected and actual digest, and where the bad copy
     came from (`"remote"`, `"cache"` or a directory), so the message can say what
-    to do about it.
+    to do about it. The subclasses below render their message from these fields.
     """
 
-    exit_code = 3
 
     def __init__(self, message: str, *, path: str = "", expected: str = "", actual: str = "",
                  source: str = "") -> None:
@@ -56,10 +51,42 @@ class IntegrityError(RegistryError):
         self.source = source
 
 
+class DigestMismatch(IntegrityError):
+    """A file's bytes differ from its manifest entry (digest or size), detected while streaming.
+
+    `where` says which copy was bad ("the download of X from REMOTE", "the cached
+    copy of X"), `outcome` what was done about it, and `fix` what the user can do.
+    """
+
+    def __init__(self, *, path: str, expected: str, actual: str, expected_size: int, actual_size: int,
+                 where: str, outcome: str, fix: str, source: str) -> None:
+        self.expected_size, self.actual_size = expected_size, actual_size
+        super().__init__(
+            f"{where[:1].upper()}{where[1:]} failed verification: expected sha256 {expected} "
+            f"({expected_size} bytes), got {actual} ({actual_size} bytes). {outcome} {fix}",
+            path=path, expected=expected, actual=actual, source=source)
+
+
+class MissingFile(IntegrityError):
+    """A file a verified manifest names is not where the manifest says it must be."""
+
+    def __init__(self, *, path: str, expected: str, where: str, fix: str, source: str) -> None:
+        super().__init__(f"{path} (sha256 {expected[:12]}) is missing from {where}. {fix}",
+                         path=path, expected=expected, actual="", source=source)
+
+
+class ManifestMismatch(IntegrityError):
+    """A manifest's digest differs from the one something trusted promised (a pin or a tag)."""
+
+    def __init__(self, *, subject: str, expected: str, actual: str, promised_by: str, outcome: str,
+                 fix: str, path: str, source: str) -> None:
+        super().__init__(
+            f"The manifest of {subject} has sha256 {actual}, but {promised_by} promises {expected}. "
+            f"{outcome} {fix}", path=path, expected=expected, actual=actual, source=source)
+
+
 class UntrustedError(RegistryError, PermissionError):
     """A bundle is unsigned, signed by an unknown key, or an older version than the tag pointed at."""
-
-    exit_code = 4
 
 
 class LocalIOError(RegistryError, OSError):
@@ -69,4 +96,3 @@ class LocalIOError(RegistryError, OSError):
 class RemoteError(RegistryError, OSError):
     """The remote could not be reached or refused the operation; the backend's own error is `__cause__`."""
 
-    exit_code = 5

@@ -132,7 +132,16 @@ class Manifest:
             raw = json.loads(data.decode("utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise InvalidArtifact(f"The manifest from {source} is not valid UTF-8 JSON ({exc}).") from exc
-        return cls.from_dict(raw, source=source)
+        except RecursionError:
+            raise InvalidArtifact(f"The manifest from {source} is nested too deeply to be a modelreg "
+                                  f"manifest.") from None
+        manifest = cls.from_dict(raw, source=source)
+        if canonical_json(raw) != data:
+            raise InvalidArtifact(
+                f"The manifest from {source} is valid JSON but not in canonical form (sorted keys, no "
+                f"spaces, UTF-8), so its digest would not identify the version. It was edited by hand "
+                f"or written by another tool: re-create it with modelreg instead of editing it.")
+        return manifest
 
     @classmethod
     def from_dict(cls, raw: dict, *, source: str) -> "Manifest":

@@ -32,9 +32,9 @@ from modelreg.refs import Ref
 from modelreg.remote.index import Tag, fetch_manifest, read_small, write_tag
 from modelreg.storage import open_storage
 from modelreg.storage.base import Storage
-from modelreg.trust.policy import (SignatureStatus, check_bundle_signature, check_tag_not_downgraded,
-                            remember_tag, sign_bundle)
-from modelreg.local.workspace import check_against_pin, pin
+from modelreg.trust.gate import require_cached_manifest, verify_manifest
+from modelreg.trust.policy import SignatureStatus, check_tag_not_downgraded, remember_tag, sign_bundle
+from modelreg.local.workspace import pin
 
 
 @dataclass
@@ -96,12 +96,10 @@ def push(settings: Settings, ref: Ref, spec: RemoteSpec, *, sign_key: Path | Non
     """
     reporter = reporter or SilentProgress()
     cache = Cache(settings.cache_dir)
-    manifest_bytes = cache.read_manifest_bytes(ref)
-    if manifest_bytes is None:
-        raise NotFound(f"{ref} is not in the local cache {cache.root}. Create it with 'modelreg ingest "
-                       f"{ref.version} --from DIR' or 'modelreg train {ref.version}', or pull it first.")
-    manifest = Manifest.from_bytes(manifest_bytes, source=f"the local cache ({ref})")
-    check_against_pin(settings.workspace, manifest_bytes, ref, "the local cache")
+    verified = require_cached_manifest(
+        settings, cache, ref, fix=f"Create it with 'modelreg ingest {ref.version} --from DIR' or "
+                                  f"'modelreg train {ref.version}', or pull it first.")
+    manifest, manifest_bytes = verified.manifest, verified.data
     signature = sign_bundle(manifest, manifest_bytes, sign_key, passphrase) if sign_key else None
     storage = open_storage(spec)
     try:
@@ -154,7 +152,7 @@ def _check_same_version(remote_bytes: bytes, manifest_bytes: bytes, ref: Ref, sp
 
 
 def _upload_blob(cache: Cache, storage: Storage, entry: FileEntry, reporter: ProgressReporter) -> None:
-    path = cache.verify_blob(entry)
+    path = cache.verify_blob(entry)  # the cache is untrusted: never upload unverified bytes
     storage.write(blob_key(entry.sha256), path, sha256=entry.sha256,
                   progress=reporter.task(f"push {entry.path}", entry.size))
 
@@ -173,11 +171,9 @@ def pull(settings: Settings, ref: Ref, spec: RemoteSpec, *, dest: Path | None = 
     try:
         manifest, manifest_bytes = fetch_manifest(storage, ref)
         version_ref = Ref(manifest.name, manifest.version)
-        check_against_pin(settings.workspace, manifest_bytes, version_ref, spec.label)
         signature = read_small(storage, version_key(manifest.name, manifest.version, SIGNATURE_NAME))
-        result = PullResult(manifest=manifest, remote=spec.label)
-        result.signature = check_bundle_signature(settings, manifest, manifest_bytes, signature,
-                                                  f"{manifest.ref} on {spec.label}")
+        verified = verify_manifest(settings, version_ref, manifest_bytes, signature, spec.label)
+        result = PullResult(manifest=manifest, remote=spec.label, signature=verified.status)
         is_tag = ref.version != manifest.version
         if is_tag:
             note = check_tag_not_downgraded(cache, ref, manifest, allow_downgrade)
@@ -238,7 +234,7 @@ def download_blob(cache: Cache, storage: Storage, entry: FileEntry, reporter: Pr
                     f"Cannot write the download of {entry.path} to {partial} ({exc.strerror or exc}). "
                     f"Free disk space or point MODELREG_CACHE at a larger disk, then pull again: the "
                     f"{sink.size} bytes already received are kept and the download resumes.") from exc
-        cache.publish_verified(partial, entry, sink.hexdigest(), sink.size, storage.url)
+        cache.publish_download(partial, entry, sink.hexdigest(), sink.size, storage.url)
         return True
     finally:
         lock.release()

@@ -11,13 +11,14 @@ from pathlib import Path
 
 from modelreg.local.cache import Cache
 from modelreg.config import Settings
-from modelreg.errors import IntegrityError, InvalidArtifact, NotFound, UntrustedError
+from modelreg.errors import IntegrityError, InvalidArtifact, MissingFile, NotFound, UntrustedError
 from modelreg.hashing import hash_file, is_sha256_hex
 from modelreg.layout import MANIFEST_NAME, SIGNATURE_NAME, SUMS_NAME
 from modelreg.manifest import Manifest, check_bundle_path
 from modelreg.progress import ProgressReporter, SilentProgress
 from modelreg.refs import Ref
-from modelreg.trust.policy import SignatureStatus, check_bundle_signature, load_trusted_keys
+from modelreg.trust.gate import require_cached_manifest
+from modelreg.trust.policy import SignatureStatus, load_trusted_keys
 
 
 @dataclass(frozen=True)
@@ -60,22 +61,17 @@ def verify_cached(settings: Settings, ref: Ref, reporter: ProgressReporter | Non
     """Re-hash every blob of a cached version; corrupt blobs are deleted so a pull can replace them."""
     reporter = reporter or SilentProgress()
     cache = Cache(settings.cache_dir)
-    manifest_bytes = cache.read_manifest_bytes(ref)
-    if manifest_bytes is None:
-        raise NotFound(f"{ref} is not in the local cache {cache.root}; pull it first "
-                       f"('modelreg pull {ref}').")
-    manifest = Manifest.from_bytes(manifest_bytes, source=f"the local cache ({ref})")
-    signature = check_bundle_signature(settings, manifest, manifest_bytes, cache.read_signature(ref),
-                                       f"{ref} in the local cache")
+    verified = require_cached_manifest(settings, cache, ref, fix=f"Pull it first ('modelreg pull {ref}').")
+    manifest, signature = verified.manifest, verified.status
     checks = []
     for entry in manifest.files:
         try:
             cache.verify_blob(entry, reporter.task(f"verify {entry.path}", entry.size))
             checks.append(FileCheck(entry.path, entry.sha256, entry.sha256))
+        except MissingFile:
+            checks.append(FileCheck(entry.path, entry.sha256, None))
         except IntegrityError as exc:
             checks.append(FileCheck(entry.path, entry.sha256, exc.actual))
-        except NotFound:
-            checks.append(FileCheck(entry.path, entry.sha256, None))
     report = VerifyReport(subject=f"{ref} in the local cache", checks=checks, manifest=manifest,
                           signature=signature)
     report.raise_for_failures("cache", f"The damaged copies were removed; run 'modelreg pull {ref}'.")

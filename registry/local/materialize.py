@@ -10,13 +10,11 @@ renamed into place, so a failure leaves the directory as it was.
 from __future__ import annotations
 
 import os
-import shutil
-import uuid
 from pathlib import Path
 
-from modelreg.local.cache import Cache, atomic_write
-from modelreg.errors import IntegrityError, InvalidArtifact, LocalIOError, RegistryError
-from modelreg.hashing import CHUNK_SIZE, HashingSink
+from modelreg.local.atomic import atomic_write, temp_name
+from modelreg.local.cache import Cache
+from modelreg.errors import InvalidArtifact, LocalIOError, RegistryError
 from modelreg.layout import MANIFEST_NAME, SIGNATURE_NAME, SUMS_NAME
 from modelreg.manifest import FileEntry, Manifest
 
@@ -42,7 +40,7 @@ def materialize(cache: Cache, manifest: Manifest, manifest_bytes: bytes, dest: P
         dest.mkdir(parents=True, exist_ok=True)
         for entry in manifest.files:
             target = contained_path(dest, entry.path)
-            staged.append((stage_verified_copy(cache.blob_path(entry.sha256), target, entry), target))
+            staged.append((stage_verified_copy(cache, entry, target), target))
         for temp, target in staged:
             os.replace(temp, target)
         staged.clear()
@@ -65,23 +63,17 @@ def materialize(cache: Cache, manifest: Manifest, manifest_bytes: bytes, dest: P
     return dest
 
 
-def stage_verified_copy(source: Path, target: Path, entry: FileEntry) -> Path:
-    """Copy `source` to a temp name beside `target`, hashing the bytes copied; returns the temp path.
+def stage_verified_copy(cache: Cache, entry: FileEntry, target: Path) -> Path:
+    """Copy the cached blob of `entry` to a temp name beside `target`, verified; returns the temp path.
 
-    Raises IntegrityError (source "cache") and leaves nothing behind when the bytes differ from `entry`.
+    Raises what `Cache.read_verified` raises and leaves nothing behind when the bytes differ.
     """
     target.parent.mkdir(parents=True, exist_ok=True)
-    temp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.incoming")
+    temp = temp_name(target, ".incoming")
     try:
-        with open(source, "rb") as src, open(temp, "wb") as out:
-            sink = HashingSink(out)
-            shutil.copyfileobj(src, sink, CHUNK_SIZE)
-        if sink.hexdigest() != entry.sha256 or sink.size != entry.size:
-            raise IntegrityError(
-                f"The cached copy of {entry.path} changed on disk: expected sha256 {entry.sha256}, "
-                f"found {sink.hexdigest()}. Nothing was written to {target.parent}; run "
-                f"'modelreg verify' on the version to remove the damaged cache entry, then pull again.",
-                path=entry.path, expected=entry.sha256, actual=sink.hexdigest(), source="cache")
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+        with os.fdopen(fd, "wb") as out:
+            cache.read_verified(entry, out)
     except BaseException:
         temp.unlink(missing_ok=True)
         raise

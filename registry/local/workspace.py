@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from modelreg.local.cache import atomic_write
-from modelreg.errors import AlreadyExists, IntegrityError
+from modelreg.local.atomic import atomic_write
+from modelreg.errors import AlreadyExists, ManifestMismatch
 from modelreg.hashing import hash_bytes
 from modelreg.manifest import Manifest
 from modelreg.refs import Ref
@@ -52,9 +52,9 @@ def check_against_pin(workspace: Path, manifest_bytes: bytes, ref: Ref, source: 
         return
     actual = hash_bytes(manifest_bytes)
     if actual != pinned.digest:
-        raise IntegrityError(
-            f"The manifest of {ref} from {source} (sha256 {actual}) differs from the one pinned in "
-            f"{pin_path(workspace, ref)} (sha256 {pinned.digest}). The remote version was replaced "
-            f"or is another model. Nothing was downloaded. If the change is intended, delete or update "
-            f"the pinned file and pull again.",
-            path=str(pin_path(workspace, ref)), expected=pinned.digest, actual=actual, source="remote")
+        raise ManifestMismatch(
+            subject=f"{ref} from {source}", expected=pinned.digest, actual=actual,
+            promised_by=f"the pin {pin_path(workspace, ref)}",
+            outcome="The version was replaced or is another model; nothing was downloaded or loaded.",
+            fix="If the change is intended, delete or update the pinned file and pull again.",
+            path=str(pin_path(workspace, ref)), source="remote")

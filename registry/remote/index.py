@@ -11,7 +11,7 @@ import io
 import json
 from dataclasses import dataclass
 
-from modelreg.errors import IntegrityError, InvalidArtifact, NotFound
+from modelreg.errors import IntegrityError, InvalidArtifact, ManifestMismatch, NotFound
 from modelreg.hashing import HashingSink, hash_bytes, is_sha256_hex
 from modelreg.layout import tag_key, version_key, version_prefix, versions_from_keys
 from modelreg.manifest import MAX_MANIFEST_BYTES, Manifest, canonical_json
@@ -58,11 +58,11 @@ def fetch_manifest(storage: Storage, ref: Ref) -> tuple[Manifest, bytes]:
                        f"{key} is missing. Re-push that version or move the tag.")
     actual = hash_bytes(data)
     if actual != tag.manifest_sha256:
-        raise IntegrityError(
-            f"Tag {ref} on {storage.url} promises manifest sha256 {tag.manifest_sha256} for "
-            f"{tag.version}, but {key} has sha256 {actual}. The manifest or the tag was tampered "
-            f"with; nothing was downloaded. Re-tag from a trusted copy ('modelreg tag').",
-            path=key, expected=tag.manifest_sha256, actual=actual, source="remote")
+        raise ManifestMismatch(
+            subject=f"{ref.name}:{tag.version} on {storage.url}", expected=tag.manifest_sha256,
+            actual=actual, promised_by=f"tag {ref}", outcome="The manifest or the tag was tampered "
+            "with; nothing was downloaded.", fix="Re-tag from a trusted copy ('modelreg tag').",
+            path=key, source="remote")
     manifest = Manifest.from_bytes(data, source=f"{storage.url} ({key})")
     _check_identity(manifest, Ref(ref.name, tag.version), storage)
     return manifest, data

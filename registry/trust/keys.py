@@ -21,6 +21,7 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from modelreg.local.atomic import atomic_write
 from modelreg.errors import AlreadyExists, InvalidArtifact, NotFound, UsageError
 
 SUPPORTED_CURVES = {"secp256r1": hashes.SHA256, "secp384r1": hashes.SHA384, "secp521r1": hashes.SHA512}
@@ -59,28 +60,9 @@ def generate_keypair(path: Path, passphrase: bytes | None = None) -> tuple[Path,
                                             serialization.PrivateFormat.PKCS8, encryption)
     public_pem = private_key.public_key().public_bytes(serialization.Encoding.PEM,
                                                        serialization.PublicFormat.SubjectPublicKeyInfo)
-    _write_create_only(path, private_pem, mode=0o600)
-    _write_create_only(pub_path, public_pem, mode=0o644)
+    atomic_write(path, private_pem, create_only=True, mode=0o600, fsync=True)
+    atomic_write(pub_path, public_pem, create_only=True, mode=0o644, fsync=True)
     return path, pub_path
-
-
-def _write_create_only(path: Path, data: bytes, *, mode: int) -> None:
-    """Write a temp file beside `path` with `mode`, then hard-link it into place (fails if taken)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-        with os.fdopen(fd, "wb") as out:
-            os.fchmod(out.fileno(), mode)
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-        try:
-            os.link(temp, path)
-        except FileExistsError as exc:
-            raise AlreadyExists(f"{path} already exists; modelreg never overwrites a key.") from exc
-    finally:
-        temp.unlink(missing_ok=True)
 
 
 def load_private_key(path: Path, passphrase: bytes | None = None) -> ec.EllipticCurvePrivateKey:

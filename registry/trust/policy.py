@@ -9,11 +9,10 @@ are carried along and reported but not required.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from modelreg.local.cache import Cache, atomic_write
+from modelreg.local.cache import Cache
 from modelreg.config import Settings
 from modelreg.errors import UntrustedError
 from modelreg.hashing import hash_bytes
@@ -101,7 +100,7 @@ def check_tag_not_downgraded(cache: Cache, tag_ref: Ref, manifest: Manifest, all
     Versions are ordered by their manifests' `created` time. Returns a note when a
     downgrade was allowed, else None.
     """
-    seen = _last_seen(cache, tag_ref)
+    seen = cache.read_tag_seen(tag_ref)
     if seen is None or seen["version"] == manifest.version or manifest.created >= seen["created"]:
         return None
     message = (f"Tag {tag_ref} moved back from {seen['version']} (created {seen['created']}) to "
@@ -113,17 +112,6 @@ def check_tag_not_downgraded(cache: Cache, tag_ref: Ref, manifest: Manifest, all
 
 
 def remember_tag(cache: Cache, tag_ref: Ref, manifest: Manifest, manifest_bytes: bytes) -> None:
-    atomic_write(_seen_path(cache, tag_ref), json.dumps({
-        "version": manifest.version, "created": manifest.created,
-        "manifest_sha256": hash_bytes(manifest_bytes)}, sort_keys=True).encode())
-
-
-def _seen_path(cache: Cache, tag_ref: Ref) -> Path:
-    return cache.root / "tags-seen" / tag_ref.name / f"{tag_ref.version}.json"
-
-
-def _last_seen(cache: Cache, tag_ref: Ref) -> dict | None:
-    try:
-        return json.loads(_seen_path(cache, tag_ref).read_text())
-    except (FileNotFoundError, ValueError):
-        return None
+    """Record the version a tag resolved to, for the next pull's downgrade check."""
+    cache.remember_tag_seen(tag_ref, {"version": manifest.version, "created": manifest.created,
+                                      "manifest_sha256": hash_bytes(manifest_bytes)})

@@ -34,6 +34,7 @@ from typing import Callable
 import numpy as np
 
 from modelreg.errors import UsageError
+from modelreg.local.atomic import atomic_output, publish, temp_name
 from modelreg.families.v9.architecture import FAMILY, build_model, validate_hyperparameters
 from modelreg.families.v9.data import load_dataset
 from modelreg.families.v9.h5config import FAMILY_ATTR, HYPERPARAMETERS_ATTR
@@ -216,14 +217,14 @@ def _write_artifacts(out_dir: Path, version: str, model, hp: dict, classes: list
     out_dir.mkdir(parents=True, exist_ok=True)
     names = artifact_names(version)
     files = {role: out_dir / names[role] for role in ROLES}
-    temp_weights = out_dir / f".{names['weights']}.{os.getpid()}.tmp.h5"
+    temp_weights = temp_name(files["weights"], ".tmp.h5")  # Keras picks its writer by the suffix
     try:
         with _quiet_legacy_h5_warning():
             keras.saving.save_model(model, temp_weights, include_optimizer=False)
         with h5py.File(temp_weights, "a") as handle:
             handle.attrs[FAMILY_ATTR] = FAMILY
             handle.attrs[HYPERPARAMETERS_ATTR] = json.dumps(hp, sort_keys=True)
-        os.replace(temp_weights, files["weights"])
+        publish(temp_weights, files["weights"])
     finally:
         temp_weights.unlink(missing_ok=True)
     _save_npy(files["labels"], np.asarray(classes, dtype=str))
@@ -233,10 +234,5 @@ def _write_artifacts(out_dir: Path, version: str, model, hp: dict, classes: list
 
 
 def _save_npy(path: Path, array: np.ndarray) -> None:
-    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(temp, "wb") as handle:
-            np.save(handle, array, allow_pickle=False)
-        os.replace(temp, path)
-    finally:
-        temp.unlink(missing_ok=True)
+    with atomic_output(path) as handle:
+        np.save(handle, array, allow_pickle=False)
