@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from dataclasses import replace
+from pathlib import Path
 from typing import Optional
 
 import typer
@@ -21,7 +22,7 @@ JsonOption = typer.Option(False, "--json", help="Print machine-readable JSON.")
 
 def current_settings() -> Settings:
     """Settings for this command: the global options applied over environment, config and defaults."""
-    return Settings.resolve(workspace=State.workspace)
+    return Settings.resolve(workspace=Path(State.workspace) if State.workspace else None)
 
 
 def resolve(remote: Optional[str], accept_new_host_key: bool = False) -> tuple[Settings, RemoteSpec]:

@@ -13,14 +13,16 @@ from modelreg.cli.output import human_size, print_json, progress_reporter, stder
 
 
 def ingest(ref: str = typer.Argument(..., help="[NAME:]VERSION to create, e.g. v9"),
-           source: Optional[Path] = typer.Option(None, "--from", help="Directory holding best_model_VERSION.h5, "
-                                                 "label_classes_VERSION.npy, audio_mean_VERSION.npy, audio_std_VERSION.npy"),
+           source: Optional[Path] = typer.Option(
+               None, "--from", help="Directory holding best_model_VERSION.h5, label_classes_VERSION.npy, "
+               "audio_mean_VERSION.npy, audio_std_VERSION.npy"),
            weights: Optional[Path] = typer.Option(None, help="The .h5 weights file."),
            labels: Optional[Path] = typer.Option(None, help="The label classes .npy file."),
            mean: Optional[Path] = typer.Option(None, help="The per-feature mean .npy file."),
            std: Optional[Path] = typer.Option(None, help="The per-feature std .npy file.")) -> None:
     """Validate existing v9 artifacts and store them as a bundle in the local cache."""
-    from modelreg.ingest import find_artifacts, ingest as ingest_bundle
+    from modelreg.ingest import find_artifacts
+    from modelreg.ingest import ingest as ingest_bundle
     from modelreg.refs import parse_ref
 
     settings = current_settings()

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from modelreg.local.cache import Cache
 from modelreg.config import Settings
 from modelreg.errors import AlreadyExists
+from modelreg.local.cache import Cache
+from modelreg.local.workspace import pin, read_pinned
 from modelreg.manifest import FileEntry, Manifest, check_bundle_path
 from modelreg.progress import ProgressReporter, SilentProgress
 from modelreg.refs import Ref
-from modelreg.local.workspace import pin, read_pinned
 
 
 def create_bundle(settings: Settings, ref: Ref, files: dict[str, tuple[str, Path]], *, model: dict,

@@ -75,7 +75,7 @@ class Settings:
         return self.config_path.parent / "known_hosts"
 
     @classmethod
-    def resolve(cls, env: dict | None = None, workspace: Path | None = None) -> "Settings":
+    def resolve(cls, env: dict | None = None, workspace: Path | None = None) -> Settings:
         """Build settings from the environment (default: os.environ) and the config file.
 
         The workspace is `workspace` when given, else `$MODELREG_WORKSPACE`, else the
@@ -118,7 +118,7 @@ class Settings:
             key_passphrase=env.get("MODELREG_KEY_PASSPHRASE") or None,
         )
 
-    def with_workspace(self, workspace: Path) -> "Settings":
+    def with_workspace(self, workspace: Path) -> Settings:
         return replace(self, workspace=workspace, workspace_origin="given")
 
     def remote(self, name_or_url: str | None = None, **overrides) -> RemoteSpec:

@@ -9,14 +9,21 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO, Callable
+from typing import Protocol
 
 CHUNK_SIZE = 1 << 20
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 
 Progress = Callable[[int], None]
 """A callback receiving a number of bytes just processed (may be negative when a retry rewinds)."""
+
+
+class Sink(Protocol):
+    """Where streamed bytes go: anything with `write` (a file, a BytesIO, a HashingSink)."""
+
+    def write(self, data: bytes | bytearray | memoryview, /) -> object: ...
 
 
 def is_sha256_hex(value: str) -> bool:
@@ -51,7 +58,7 @@ class HashingSink:
     integrity error naming the file.
     """
 
-    def __init__(self, target: BinaryIO, *, limit: int | None = None,
+    def __init__(self, target: Sink, *, limit: int | None = None,
                  progress: Progress | None = None, digest=None, size: int = 0) -> None:
         self._target = target
         self._digest = digest if digest is not None else hashlib.sha256()
@@ -77,7 +84,9 @@ class HashingSink:
         return False
 
     def flush(self) -> None:
-        self._target.flush()
+        flush = getattr(self._target, "flush", None)
+        if flush is not None:
+            flush()
 
     def hexdigest(self) -> str:
         return self._digest.hexdigest()

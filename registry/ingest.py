@@ -11,10 +11,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from modelreg import provenance
-from modelreg.families.v9 import artifacts
 from modelreg.bundle import create_bundle
 from modelreg.config import Settings
 from modelreg.errors import InvalidArtifact, UsageError
+from modelreg.families.v9 import artifacts
 from modelreg.families.v9.training import artifact_names
 from modelreg.manifest import Manifest
 from modelreg.progress import ProgressReporter
@@ -48,7 +48,7 @@ def find_artifacts(version: str, source_dir: Path | None, explicit: dict[str, Pa
         raise UsageError(
             f"Cannot find the {', '.join(missing)} file(s){where}. Pass --from DIR holding "
             f"{', '.join(names.values())}, or name files one by one with --weights/--labels/--mean/--std.")
-    return ArtifactPaths(**paths)
+    return ArtifactPaths(**{role: path for role, path in paths.items() if path is not None})
 
 
 def describe_model(weights: Path, labels: list[str], mean_path: Path, std_path: Path) -> dict:

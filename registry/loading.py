@@ -17,10 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
-from modelreg.families.v9 import artifacts
-from modelreg.local.cache import Cache
 from modelreg.config import Settings
 from modelreg.errors import InvalidArtifact
+from modelreg.families.v9 import artifacts
+from modelreg.local.cache import Cache
 from modelreg.manifest import Manifest
 from modelreg.progress import ProgressReporter
 from modelreg.refs import Ref, parse_ref

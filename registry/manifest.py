@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from functools import lru_cache
 from importlib import resources
 
@@ -33,7 +33,7 @@ def canonical_json(value) -> bytes:
 
 
 def utc_now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def check_bundle_path(path: str) -> str:
@@ -123,7 +123,7 @@ class Manifest:
                        for entry in sorted(self.files, key=lambda e: e.path))
 
     @classmethod
-    def from_bytes(cls, data: bytes, *, source: str) -> "Manifest":
+    def from_bytes(cls, data: bytes, *, source: str) -> Manifest:
         """Parse and validate manifest bytes; InvalidArtifact names `source` on any problem."""
         if len(data) > MAX_MANIFEST_BYTES:
             raise InvalidArtifact(f"The manifest from {source} is {len(data)} bytes, over the "
@@ -144,7 +144,7 @@ class Manifest:
         return manifest
 
     @classmethod
-    def from_dict(cls, raw: dict, *, source: str) -> "Manifest":
+    def from_dict(cls, raw: dict, *, source: str) -> Manifest:
         validate_against_schema(raw, source)
         seen = set()
         for entry in raw["files"]:

@@ -20,13 +20,14 @@ from pathlib import Path
 
 from filelock import Timeout
 
-from modelreg.local.cache import Cache
 from modelreg.config import RemoteSpec, Settings
 from modelreg.errors import AlreadyExists, IntegrityError, LocalIOError, NotFound, RegistryError
 from modelreg.hashing import CHUNK_SIZE, HashingSink, hash_bytes
 from modelreg.layout import SIGNATURE_NAME, SUMS_NAME, blob_key, version_key
-from modelreg.manifest import FileEntry, Manifest
+from modelreg.local.cache import Cache
 from modelreg.local.materialize import materialize
+from modelreg.local.workspace import pin
+from modelreg.manifest import FileEntry, Manifest
 from modelreg.progress import ProgressReporter, SilentProgress
 from modelreg.refs import Ref
 from modelreg.remote.index import Tag, fetch_manifest, read_small, write_tag
@@ -34,7 +35,6 @@ from modelreg.storage import open_storage
 from modelreg.storage.base import Storage
 from modelreg.trust.gate import require_cached_manifest, verify_manifest
 from modelreg.trust.policy import SignatureStatus, check_tag_not_downgraded, remember_tag, sign_bundle
-from modelreg.local.workspace import pin
 
 
 @dataclass
@@ -178,7 +178,7 @@ def pull(settings: Settings, ref: Ref, spec: RemoteSpec, *, dest: Path | None = 
         if is_tag:
             note = check_tag_not_downgraded(cache, ref, manifest, allow_downgrade)
             result.notes += [note] if note else []
-        missing = []
+        missing: list[FileEntry] = []
         for entry in unique_blobs(manifest):
             (result.cached if cache.has_blob(entry) else missing).append(entry)
         fetched = run_all(storage, lambda e: download_blob(cache, storage, e, reporter), missing)

@@ -6,14 +6,15 @@ the end when any file is wrong, so a user sees the whole damage at once.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from modelreg.local.cache import Cache
 from modelreg.config import Settings
 from modelreg.errors import IntegrityError, InvalidArtifact, MissingFile, NotFound, UntrustedError
 from modelreg.hashing import hash_file, is_sha256_hex
 from modelreg.layout import MANIFEST_NAME, SIGNATURE_NAME, SUMS_NAME
+from modelreg.local.cache import Cache
 from modelreg.manifest import Manifest, check_bundle_path
 from modelreg.progress import ProgressReporter, SilentProgress
 from modelreg.refs import Ref
@@ -78,7 +79,7 @@ def verify_cached(settings: Settings, ref: Ref, reporter: ProgressReporter | Non
     return report
 
 
-def verify_directory(directory: Path, settings: Settings, *, trusted_keys: list[Path] = (),
+def verify_directory(directory: Path, settings: Settings, *, trusted_keys: Sequence[Path] = (),
                      reporter: ProgressReporter | None = None) -> VerifyReport:
     """Check a directory against its manifest.json (or SHA256SUMS) and its model.sig.
 

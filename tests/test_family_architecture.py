@@ -6,8 +6,12 @@ import numpy as np
 import pytest
 
 from modelreg.errors import UsageError
-from modelreg.families.v9.architecture import (DEFAULT_HYPERPARAMETERS, build_model,
-                                          expected_weight_layout, validate_hyperparameters)
+from modelreg.families.v9.architecture import (
+    DEFAULT_HYPERPARAMETERS,
+    build_model,
+    expected_weight_layout,
+    validate_hyperparameters,
+)
 
 TINY = dict(sequence_length=6, feature_dim=4, lstm_units=3, attention_units=4, dense_units=5,
             num_classes=3, recurrent_dropout=0.0, dropout=0.0)

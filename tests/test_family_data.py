@@ -10,8 +10,7 @@ import numpy as np
 import pytest
 
 from modelreg.errors import InvalidArtifact, NotFound, UsageError
-from modelreg.families.v9.data import (dataset_fingerprint, load_dataset, load_utterance,
-                                  resolve_data_dir)
+from modelreg.families.v9.data import dataset_fingerprint, load_dataset, load_utterance, resolve_data_dir
 from modelreg.families.v9.demo_data import write_demo_dataset
 
 REPO_ROOT = Path(__file__).resolve().parent.parent

@@ -6,8 +6,15 @@ import numpy as np
 import pytest
 
 from modelreg.families.v9.demo_data import EMOTIONS, class_counts
-from modelreg.families.v9.preprocessing import (STD_FLOOR, normalization_stats, normalize, pad_and_mask,
-                                           padding_length, stratified_split, validation_count)
+from modelreg.families.v9.preprocessing import (
+    STD_FLOOR,
+    normalization_stats,
+    normalize,
+    pad_and_mask,
+    padding_length,
+    stratified_split,
+    validation_count,
+)
 
 
 def seed_labels() -> list[str]:
@@ -43,7 +50,7 @@ def test_validation_gets_at_least_one_sample_per_class():
 def test_normalization_statistics_ignore_validation_samples_and_padding():
     train = [np.array([[1.0], [3.0]]), np.array([[5.0], [7.0], [9.0]])]
     validation = np.array([[1000.0], [1000.0]])
-    everything = train + [validation]
+    everything = [*train, validation]
     batch, _ = pad_and_mask([np.asarray(f, np.float32) for f in train], length=6)
 
     mean, std = normalization_stats(train)

@@ -12,14 +12,13 @@ import resource
 import signal
 import subprocess
 import time
-from pathlib import Path
 
 import pytest
-
 from helpers import MODELREG, make_bundle, register_remote, run_cli
-from modelreg.local.cache import Cache
+
 from modelreg.config import Settings
 from modelreg.layout import blob_key, version_key
+from modelreg.local.cache import Cache
 from modelreg.manifest import canonical_json
 from modelreg.progress import SilentProgress
 from modelreg.storage import open_storage

@@ -12,13 +12,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import reference_inputs, run_cli
 
 import modelreg
-from helpers import reference_inputs, run_cli
-from modelreg.local.cache import Cache
 from modelreg.config import Settings
 from modelreg.errors import IntegrityError
 from modelreg.families.v9.architecture import build_model, validate_hyperparameters
+from modelreg.local.cache import Cache
 from modelreg.refs import Ref
 
 pytestmark = pytest.mark.tf

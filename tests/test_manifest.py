@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -36,7 +36,7 @@ def test_manifest_round_trips_through_canonical_bytes():
 
 
 def test_canonical_json_sorts_keys_and_has_no_spaces():
-    assert canonical_json({"b": 1, "a": [1, "é"]}) == '{"a":[1,"é"],"b":1}'.encode("utf-8")
+    assert canonical_json({"b": 1, "a": [1, "é"]}) == '{"a":[1,"é"],"b":1}'.encode()
 
 
 def test_digest_changes_when_any_field_changes():

@@ -21,9 +21,19 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
 from modelreg.errors import AlreadyExists, InvalidArtifact, NotFound, UntrustedError, UsageError
-from modelreg.trust.signing import (PAYLOAD_TYPE, SignatureCheck, check_signed_files, generate_keypair,
-                              key_fingerprint, load_private_key, load_public_key, pae, sign_files,
-                              signer_of, verify_signature)
+from modelreg.trust.signing import (
+    PAYLOAD_TYPE,
+    SignatureCheck,
+    check_signed_files,
+    generate_keypair,
+    key_fingerprint,
+    load_private_key,
+    load_public_key,
+    pae,
+    sign_files,
+    signer_of,
+    verify_signature,
+)
 
 MODEL_SIGNING = Path(sys.executable).with_name("model_signing")
 FILES = {

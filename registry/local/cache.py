@@ -22,24 +22,19 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
 
 from filelock import FileLock
 
 from modelreg.errors import DigestMismatch, MissingFile
-from modelreg.hashing import CHUNK_SIZE, HashingSink, Progress
+from modelreg.hashing import CHUNK_SIZE, HashingSink, Progress, Sink
 from modelreg.layout import blob_key
 from modelreg.local.atomic import atomic_output, atomic_write, publish, temp_name
 from modelreg.manifest import FileEntry, Manifest
 from modelreg.refs import Ref
 
 
-class Sink(Protocol):
-    def write(self, data: bytes, /) -> object: ...
-
-
 class _Discard:
-    def write(self, data: bytes, /) -> int:
+    def write(self, data: bytes | bytearray | memoryview, /) -> int:
         return len(data)
 
 

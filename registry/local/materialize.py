@@ -12,10 +12,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from modelreg.local.atomic import atomic_write, temp_name
-from modelreg.local.cache import Cache
 from modelreg.errors import InvalidArtifact, LocalIOError, RegistryError
 from modelreg.layout import MANIFEST_NAME, SIGNATURE_NAME, SUMS_NAME
+from modelreg.local.atomic import atomic_write, temp_name
+from modelreg.local.cache import Cache
 from modelreg.manifest import FileEntry, Manifest
 
 

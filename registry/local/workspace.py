@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from modelreg.local.atomic import atomic_write
 from modelreg.errors import AlreadyExists, ManifestMismatch
 from modelreg.hashing import hash_bytes
+from modelreg.local.atomic import atomic_write
 from modelreg.manifest import Manifest
 from modelreg.refs import Ref
 

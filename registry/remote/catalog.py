@@ -5,12 +5,12 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 
-from modelreg.local.cache import Cache
 from modelreg.config import RemoteSpec, Settings
 from modelreg.errors import NotFound, RegistryError
+from modelreg.layout import SIGNATURE_NAME, version_key
+from modelreg.local.cache import Cache
 from modelreg.manifest import Manifest
 from modelreg.refs import Ref
-from modelreg.layout import SIGNATURE_NAME, version_key
 from modelreg.remote.index import fetch_manifest, list_model_names, list_tags, list_versions, read_small
 from modelreg.storage import open_storage
 from modelreg.trust.policy import check_bundle_signature
@@ -60,9 +60,10 @@ def describe(settings: Settings, ref: Ref, spec: RemoteSpec) -> VersionInfo:
         try:
             manifest, data = fetch_manifest(storage, ref)
         except NotFound:
-            data = cache.read_manifest_bytes(ref)
-            if data is None:
+            local = cache.read_manifest_bytes(ref)
+            if local is None:
                 raise
+            data = local
             manifest = Manifest.from_bytes(data, source=f"the local cache ({ref})")
             return VersionInfo(manifest=manifest, digest=hashlib.sha256(data).hexdigest(),
                                location="local cache only (not pushed)", cached=True,

@@ -13,18 +13,18 @@ the public key SubjectPublicKeyInfo in `<private key path>.pub`.
 from __future__ import annotations
 
 import hashlib
-import os
-import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from modelreg.local.atomic import atomic_write
 from modelreg.errors import AlreadyExists, InvalidArtifact, NotFound, UsageError
+from modelreg.local.atomic import atomic_write
 
-SUPPORTED_CURVES = {"secp256r1": hashes.SHA256, "secp384r1": hashes.SHA384, "secp521r1": hashes.SHA512}
+SUPPORTED_CURVES: dict[str, Callable[[], hashes.HashAlgorithm]] = {
+    "secp256r1": hashes.SHA256, "secp384r1": hashes.SHA384, "secp521r1": hashes.SHA512}
 """The curves OMS key signing accepts, each with the hash its ECDSA signatures use."""
 
 _KEY_TYPE_HELP = ("OpenSSF model signing with keys needs an ECDSA key on P-256, P-384 or P-521; "

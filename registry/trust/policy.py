@@ -9,16 +9,21 @@ are carried along and reported but not required.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from modelreg.local.cache import Cache
 from modelreg.config import Settings
 from modelreg.errors import UntrustedError
 from modelreg.hashing import hash_bytes
 from modelreg.layout import MANIFEST_NAME, SUMS_NAME
+from modelreg.local.cache import Cache
 from modelreg.manifest import Manifest
 from modelreg.refs import Ref
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePublicKey
 
 
 def trusted_key_files(settings: Settings) -> list[Path]:
@@ -32,7 +37,7 @@ def trust_locations(settings: Settings) -> str:
             f"{settings.config_path}")
 
 
-def load_trusted_keys(settings: Settings, extra: list[Path] = ()) -> list[tuple[str, object]]:
+def load_trusted_keys(settings: Settings, extra: Sequence[Path] = ()) -> list[tuple[str, EllipticCurvePublicKey]]:
     from modelreg.trust.keys import load_public_key
 
     return [(str(path), load_public_key(path)) for path in [*extra, *trusted_key_files(settings)]]

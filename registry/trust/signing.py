@@ -35,10 +35,17 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from modelreg.errors import InvalidArtifact, UntrustedError, UsageError
 from modelreg.hashing import is_sha256_hex
-from modelreg.trust.keys import (check_supported_curve, generate_keypair, key_fingerprint, load_private_key,
-                           load_public_key, pem_hint, signature_hash)
 from modelreg.layout import MANIFEST_NAME, SIGNATURE_NAME, SUMS_NAME
 from modelreg.manifest import check_bundle_path
+from modelreg.trust.keys import (
+    check_supported_curve,
+    generate_keypair,
+    key_fingerprint,
+    load_private_key,
+    load_public_key,
+    pem_hint,
+    signature_hash,
+)
 
 __all__ = ["SignatureCheck", "check_signed_files", "generate_keypair", "key_fingerprint",
            "load_private_key", "load_public_key", "sign_files", "signer_of", "verify_signature"]

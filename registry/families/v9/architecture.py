@@ -89,11 +89,11 @@ def validate_hyperparameters(hp: dict) -> dict:
                          f"a classifier needs two classes or more.")
     for key in _RATE_KEYS:
         value = full[key]
-        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0.0 <= value < 1.0:
+        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0.0 <= float(value) < 1.0:
             raise UsageError(f"Hyper-parameter {key} must be a rate in [0, 1), got {value!r}.")
         full[key] = float(value)
     l2 = full["l2"]
-    if isinstance(l2, bool) or not isinstance(l2, numbers.Real) or not 0.0 <= l2 < float("inf"):
+    if isinstance(l2, bool) or not isinstance(l2, numbers.Real) or not 0.0 <= float(l2) < float("inf"):
         raise UsageError(f"Hyper-parameter l2 must be a finite number >= 0, got {l2!r}.")
     full["l2"] = float(l2)
     if full["masking"] not in MASKING_MODES:
@@ -138,7 +138,9 @@ def build_model(hp: dict, keras_module=None):
     """
     hp = validate_hyperparameters(hp)
     if keras_module is None:
-        import keras as keras_module
+        import keras
+
+        keras_module = keras
     layers = keras_module.layers
     names = LAYER_NAMES
     steps, width = hp["sequence_length"], hp["feature_dim"]

@@ -19,9 +19,9 @@ import io
 import re
 import zipfile
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
 
@@ -236,7 +236,7 @@ def load_dataset(directory: Path, *, label_pattern: str | None = None) -> Datase
         raise InvalidArtifact(f"{len(problems)} of {len(paths)} files in {directory} are unusable: "
                               f"{listed}{more}")
     _check_widths(directory, utterances)
-    labels = [u.label for u in utterances]
+    labels = [u.label for u in utterances if u.label is not None]
     _check_class_counts(directory, labels)
     return Dataset(
         directory=directory,
@@ -281,7 +281,7 @@ def fingerprint_from_digests(pairs: Iterable[tuple[str, str]]) -> str:
     """sha256 over sorted `name NUL digest LF` lines: the dataset's identity, independent of order."""
     digest = hashlib.sha256()
     for name, file_digest in sorted(pairs):
-        digest.update(f"{name}\0{file_digest}\n".encode("utf-8"))
+        digest.update(f"{name}\0{file_digest}\n".encode())
     return digest.hexdigest()
 
 

@@ -9,8 +9,8 @@ synthetic. Nothing learned from it means anything about speech or emotion.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 

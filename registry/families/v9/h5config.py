@@ -21,8 +21,12 @@ import h5py
 
 from modelreg.errors import InvalidArtifact, NotFound, UsageError
 from modelreg.families.v9.architecture import FAMILY, expected_weight_layout, validate_hyperparameters
-from modelreg.families.v9.model_config import (contains_lambda_layer, flat_layers,
-                                          hyperparameters_from_config, layer_name)
+from modelreg.families.v9.model_config import (
+    contains_lambda_layer,
+    flat_layers,
+    hyperparameters_from_config,
+    layer_name,
+)
 
 __all__ = ["FAMILY_ATTR", "HYPERPARAMETERS_ATTR", "LayerWeights", "check_compatible",
            "contains_lambda_layer", "hyperparameters_from_config", "read_model_config",
@@ -70,7 +74,8 @@ def _string_list_attr(group: h5py.Group, name: str) -> list[str]:
     """An attribute list Keras may have split into name0, name1, ... when it was large."""
     if name in group.attrs:
         return [_text(item) for item in group.attrs[name]]
-    items, chunk = [], 0
+    items: list[str] = []
+    chunk = 0
     while f"{name}{chunk}" in group.attrs:
         items.extend(_text(item) for item in group.attrs[f"{name}{chunk}"])
         chunk += 1

@@ -10,8 +10,8 @@ Importing this module does not import TensorFlow; calling its functions does.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 

@@ -79,7 +79,9 @@ def hyperparameters_from_config(config: dict) -> dict:
     """
     layers = flat_layers(config)
     found: dict = {"dropout": 0.0, "l2": 0.0}
-    dense_before, dense_after, pooled, has_mask_input, has_masking = [], [], False, False, False
+    dense_before: list[dict] = []
+    dense_after: list[dict] = []
+    pooled = has_mask_input = has_masking = False
     for layer in layers:
         kind, settings = layer.get("class_name"), layer.get("config", {})
         shape = settings.get("batch_shape") or settings.get("batch_input_shape")

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -44,17 +44,17 @@ def stratified_split(labels: Sequence[str], *, random_state: int = SPLIT_SEED
     """
     from sklearn.model_selection import train_test_split
 
-    labels = np.asarray(labels)
-    counts = Counter(labels.tolist())
-    n_val = validation_count(len(labels), len(counts))
+    label_array = np.asarray(labels)
+    counts: Counter[str] = Counter(label_array.tolist())
+    n_val = validation_count(len(label_array), len(counts))
     try:
-        train, val = train_test_split(np.arange(len(labels)), test_size=n_val,
-                                      random_state=random_state, stratify=labels)
+        train, val = train_test_split(np.arange(len(label_array)), test_size=n_val,
+                                      random_state=random_state, stratify=label_array)
     except ValueError as exc:
-        raise InvalidArtifact(f"Cannot split {len(labels)} samples of {len(counts)} classes "
+        raise InvalidArtifact(f"Cannot split {len(label_array)} samples of {len(counts)} classes "
                               f"({dict(sorted(counts.items()))}) into training and validation: {exc}. "
                               f"Add samples to the small classes.") from exc
-    missing = sorted(set(counts) - set(labels[val].tolist()))
+    missing = sorted(set(counts) - set(label_array[val].tolist()))
     if missing:
         raise InvalidArtifact(f"The stratified split left classes {missing} without a validation "
                               f"sample (class sizes {dict(sorted(counts.items()))}); add samples to "

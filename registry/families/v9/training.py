@@ -24,22 +24,29 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
 from modelreg.errors import UsageError
-from modelreg.local.atomic import atomic_output, publish, temp_name
 from modelreg.families.v9.architecture import FAMILY, build_model, validate_hyperparameters
 from modelreg.families.v9.data import load_dataset
 from modelreg.families.v9.h5config import FAMILY_ATTR, HYPERPARAMETERS_ATTR
-from modelreg.families.v9.preprocessing import (SPLIT_SEED, VALIDATION_FRACTION, Warn, normalization_stats,
-                                           normalize, pad_and_mask, padding_length, stratified_split)
+from modelreg.families.v9.preprocessing import (
+    SPLIT_SEED,
+    VALIDATION_FRACTION,
+    Warn,
+    normalization_stats,
+    normalize,
+    pad_and_mask,
+    padding_length,
+    stratified_split,
+)
+from modelreg.local.atomic import atomic_output, publish, temp_name
 
 ROLES = ("weights", "labels", "mean", "std")
 DATA_DERIVED = ("sequence_length", "feature_dim", "num_classes")
@@ -137,8 +144,8 @@ def train(data_dir: Path, out_dir: Path, *, options: TrainOptions | None = None,
         "epochs_run": len(history.get("loss", [])),
         "best_epoch": best_epoch,
         "samples": len(targets),
-        "train_samples": int(len(train_idx)),
-        "val_samples": int(len(val_idx)),
+        "train_samples": len(train_idx),
+        "val_samples": len(val_idx),
         "classes": len(classes),
         "padding_length": length,
     }
