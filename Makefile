@@ -4,12 +4,12 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 TF_VERSION := 2.21.*
 
-.PHONY: install system-deps demo test test-fast bench clean
+.PHONY: install system-deps demo test test-fast check lint typecheck wheel-smoke bench clean
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[ml,test]' 'tensorflow-cpu==$(TF_VERSION)'
+	$(PY) -m pip install -q -e '.[ml,test,dev]' 'tensorflow-cpu==$(TF_VERSION)'
 	# Keras 2, only to prove that Keras-2-era .h5 files load; --no-deps keeps tensorflow-cpu
 	$(PY) -m pip install -q --no-deps 'tf-keras==$(TF_VERSION)'
 	touch $(STAMP)
@@ -31,8 +31,22 @@ test: $(STAMP) system-deps
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not tf"
 
+# Static checks and the packaging smoke test: the wheel installs into a fresh venv outside the
+# checkout, where `modelreg --help` and `import modelreg` must work and no `registry`/`cli` exists.
+check: lint typecheck wheel-smoke
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check registry cli tests bench
+
+typecheck: $(STAMP)
+	PYTHON=$(PY) bash scripts/typecheck.sh
+
+wheel-smoke: $(STAMP)
+	rm -rf build/wheel && $(PY) -m build --wheel --outdir build/wheel . >/dev/null
+	bash scripts/wheel_smoke.sh build/wheel/*.whl
+
 bench: $(STAMP) system-deps
 	$(PY) bench/run.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache

@@ -15,7 +15,7 @@ import typer
 from modelreg.cli import model_commands, remote_commands
 from modelreg.cli.context import AcceptHostKey, JsonOption, RemoteOption, current_settings, ref_of, resolve
 from modelreg.cli.errors import BROKEN_PIPE, EXIT_CODES_HELP, State, report
-from modelreg.cli.output import human_size, print_json, progress_reporter, stdout
+from modelreg.cli.output import human_size, print_json, progress_reporter, stderr, stdout
 from modelreg.config import Settings
 from modelreg.errors import UsageError
 
@@ -211,16 +211,20 @@ def main(argv: Optional[list[str]] = None) -> None:
     import os
     import sys
 
-    import click
+    from typer.exceptions import Abort, TyperException
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # no TensorFlow C++ start-up lines
     args = hoist_global_options(list(sys.argv[1:] if argv is None else argv))
     try:
         code = app(args=args, prog_name="modelreg", standalone_mode=False)
-    except click.ClickException as exc:
-        exc.show()
+    except TyperException as exc:  # usage errors found while parsing: click's message, exit 2
+        show = getattr(exc, "show", None)
+        if show is not None:
+            show()
+        else:
+            stderr.print(f"Error: {exc.format_message()}", highlight=False)
         code = exc.exit_code
-    except click.exceptions.Abort:
+    except Abort:  # Ctrl-C at a prompt
         code = report(KeyboardInterrupt())
     except BrokenPipeError:  # stdout closed early (piped into head): quiet, as shells report SIGPIPE
         sys.stderr.close()
