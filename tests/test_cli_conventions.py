@@ -10,8 +10,16 @@ from helpers import make_bundle, run_cli
 from modelreg import __version__
 from modelreg.cli.app import hoist_global_options
 from modelreg.cli.errors import EXIT_CODES, exit_code_for
-from modelreg.errors import (DigestMismatch, ManifestMismatch, MissingFile, NotFound, RegistryError,
-                             RemoteError, UntrustedError, UsageError)
+from modelreg.errors import (
+    DigestMismatch,
+    ManifestMismatch,
+    MissingFile,
+    NotFound,
+    RegistryError,
+    RemoteError,
+    UntrustedError,
+    UsageError,
+)
 
 
 def test_global_options_after_the_subcommand_move_to_the_front():
