@@ -10,30 +10,38 @@ import typer
 from modelreg.cli.context import JsonOption, RemoteOption, current_settings
 from modelreg.cli.errors import State
 from modelreg.cli.output import human_size, print_json, progress_reporter, stderr, stdout
+from modelreg.errors import UsageError
 
 
 def ingest(ref: str = typer.Argument(..., help="[NAME:]VERSION to create, e.g. v9"),
            source: Optional[Path] = typer.Option(
-               None, "--from", help="Directory holding best_model_VERSION.h5, label_classes_VERSION.npy, "
-               "audio_mean_VERSION.npy, audio_std_VERSION.npy"),
+               None, "--from", help="v9: directory holding best_model_VERSION.h5, label_classes_VERSION.npy, "
+               "audio_mean_VERSION.npy, audio_std_VERSION.npy. files: every regular file under it."),
+           family: str = typer.Option("v9", "--family", help="What the files are: v9 (the speech-emotion "
+                                      "model, default), files (any files), or an installed plugin family."),
+           include: list[str] = typer.Option([], "--include", metavar="PATTERN", help="Also bundle files "
+                                             "under --from matching PATTERN (fnmatch on the relative path; "
+                                             "repeatable). With --family files: bundle only those."),
            weights: Optional[Path] = typer.Option(None, help="The .h5 weights file."),
            labels: Optional[Path] = typer.Option(None, help="The label classes .npy file."),
            mean: Optional[Path] = typer.Option(None, help="The per-feature mean .npy file."),
            std: Optional[Path] = typer.Option(None, help="The per-feature std .npy file.")) -> None:
-    """Validate existing v9 artifacts and store them as a bundle in the local cache."""
-    from modelreg.ingest import find_artifacts
+    """Validate existing files and store them as a bundle in the local cache (pinned in the workspace)."""
+    from modelreg.families import check_family_name
     from modelreg.ingest import ingest as ingest_bundle
     from modelreg.refs import parse_ref
 
     settings = current_settings()
     parsed = parse_ref(ref, settings.default_model)
-    paths = find_artifacts(parsed.version, source,
-                           {"weights": weights, "labels": labels, "mean": mean, "std": std})
+    by_role = {"weights": weights, "labels": labels, "mean": mean, "std": std}
     with progress_reporter(State.quiet) as reporter:
-        manifest = ingest_bundle(settings, parsed, paths, reporter=reporter)
-    stdout.print(f"Ingested {manifest.ref}: {len(manifest.files)} files ({human_size(manifest.total_size)}), "
-                 f"{len(manifest.model['labels'])} labels, manifest {manifest.digest[:12]} pinned in "
-                 f"{settings.workspace / 'manifests'}. Next: modelreg push {ref}", highlight=False)
+        manifest = ingest_bundle(settings, parsed, source_dir=source,
+                                 files_by_role={k: v for k, v in by_role.items() if v is not None},
+                                 family=check_family_name(family), includes=tuple(include), reporter=reporter)
+    labels_note = f", {len(manifest.model['labels'])} labels" if manifest.model["labels"] else ""
+    stdout.print(f"Ingested {manifest.ref} ({manifest.model['family']}): {len(manifest.files)} files "
+                 f"({human_size(manifest.total_size)}){labels_note}, manifest {manifest.digest[:12]} pinned "
+                 f"in {settings.workspace / 'manifests'}. Next: modelreg push {ref}", highlight=False)
 
 
 def train(ref: str = typer.Argument(..., help="[NAME:]VERSION to create, e.g. v9"),
@@ -102,7 +110,10 @@ def predict(ref: str = typer.Argument(..., help="[NAME:]VERSION or a tag"),
 
     utterances = [load_utterance(path, require_label=False) for path in files]
     with progress_reporter(State.quiet or json_output) as reporter:
-        bundle = load(ref, remote, reporter=reporter)
+        bundle = load(ref, remote, settings=current_settings(), reporter=reporter)
+    if not hasattr(bundle, "predict"):
+        raise UsageError(f"{ref} is not a model that predicts (it loads as {type(bundle).__name__}); "
+                         f"'modelreg predict' needs a v9 bundle.")
     predictions = bundle.predict([u.features for u in utterances])
     if json_output:
         print_json({"model": bundle.manifest.ref, "manifest_sha256": bundle.manifest.digest,

@@ -13,7 +13,7 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "load": ("modelreg.loading", "load"),
-    "LoadedModel": ("modelreg.loading", "LoadedModel"),
+    "LoadedModel": ("modelreg.families.v9.family", "LoadedModel"),
     "push": ("modelreg.transfer", "push"),
     "pull": ("modelreg.transfer", "pull"),
     "Settings": ("modelreg.config", "Settings"),

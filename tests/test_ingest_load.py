@@ -184,3 +184,23 @@ def test_ingesting_the_same_files_twice_keeps_one_manifest(tmp_path):
     assert (Path.cwd() / "manifests" / "emotion" / "v9.json").read_bytes() == first
     run_cli("push", "v9")
     assert "nothing to do" in run_cli("push", "v9").stdout
+
+
+def test_include_adds_extra_files_that_push_pull_and_dest_carry(remote, settings, tmp_path, monkeypatch):
+    from helpers import register_remote
+
+    source, _model = write_artifacts(tmp_path / "artifacts")
+    (source / "MODEL_CARD.md").write_text("# v9\ntrained on synthetic data\n")
+    (source / "config").mkdir()
+    (source / "config" / "train.yaml").write_text("epochs: 30\n")
+    target = register_remote(settings, remote)
+    run_cli("ingest", "v9", "--from", str(source), "--include", "*.md", "--include", "config/*")
+    run_cli("push", "v9", "--remote", target)
+    monkeypatch.setenv("MODELREG_CACHE", str(tmp_path / "fresh-cache"))
+    run_cli("pull", "v9", "--remote", target, "--dest", str(tmp_path / "out"))
+    assert (tmp_path / "out" / "MODEL_CARD.md").read_text().startswith("# v9")
+    assert (tmp_path / "out" / "config" / "train.yaml").read_text() == "epochs: 30\n"
+    sums = (tmp_path / "out" / "SHA256SUMS").read_text()
+    assert "MODEL_CARD.md" in sums and "config/train.yaml" in sums
+    bundle = modelreg.load("v9")
+    assert {e.path: e.role for e in bundle.manifest.files}["MODEL_CARD.md"] == "other"

@@ -6,6 +6,7 @@
     <cache>/manifests/<name>/<version>.sig        its model.sig, when it has one
     <cache>/tags-seen/<name>/<tag>.json           the version a tag pointed at when last pulled
     <cache>/locks/<64 hex>.lock                   one downloader per blob at a time
+    <cache>/snapshots/<name>/<version>/           a verified copy of a `files` bundle, by `load`
     <cache>/tmp/                                  files being added by ingest/train
 
 A blob file only ever appears by rename after its size and sha256 matched, and a
@@ -182,6 +183,10 @@ class Cache:
         if data is None:
             return None
         return Manifest.from_bytes(data, source=f"the local cache ({self.manifest_path(ref)})")
+
+    def snapshot_dir(self, ref: Ref) -> Path:
+        """Where a version is materialized when a family loads it as a directory (`files`)."""
+        return self.root / "snapshots" / ref.name / ref.version
 
     # -- tags last seen (rollback protection) ------------------------------
 
