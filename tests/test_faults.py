@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import MODELREG, make_bundle, register_remote, run_cli
+from tests.helpers import MODELREG, make_bundle, register_remote, run_cli
 from modelreg.local.cache import Cache
 from modelreg.config import Settings
 from modelreg.layout import blob_key, version_key
@@ -82,9 +82,9 @@ def test_interrupted_pull_resumes_from_the_bytes_already_received(settings, targ
     storage = open_storage(remote)
     original_read = storage.read
 
-    def recording_read(key, sink, *, offset=0, progress=None):
+    def recording_read(key, sink, *, offset=0):
         offsets.append(offset)
-        return original_read(key, sink, offset=offset, progress=progress)
+        return original_read(key, sink, offset=offset)
 
     storage.read = recording_read
     assert download_blob(cache, storage, entry, SilentProgress()) is True

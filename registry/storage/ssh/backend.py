@@ -7,6 +7,10 @@ flushed (fsync@openssh.com) and published by SFTP `rename` (create-only: OpenSSH
 links, so it never replaces an existing file) or `posix-rename@openssh.com`
 (overwrite). Each method may run in several threads at once: connections are pooled
 (`ssh_sessions`), and a large file moves over two of them (`ssh_pipeline`).
+
+Capabilities: create-only publishing is atomic on OpenSSH's sftp-server (its
+`rename` links and never replaces; other SFTP servers may differ), replacing is
+atomic (`posix-rename`), and SFTP has no server-side checksum.
 """
 
 from __future__ import annotations
@@ -19,18 +23,19 @@ import stat as stat_mode
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
-from typing import BinaryIO, Iterator, NoReturn
+from typing import Iterator, NoReturn
 
 import paramiko
 
 from modelreg.config import RemoteSpec
 from modelreg.errors import AlreadyExists, IntegrityError, NotFound, RegistryError, RemoteError
 from modelreg.hashing import Progress
+from modelreg.storage.base import Capabilities, Sink, StorageBase
 from modelreg.storage.local import TEMP_PREFIX
 from modelreg.storage.ssh.connect import ConnectOptions, KeyFiles, open_transport, resolve_target
 from modelreg.storage.ssh.errors import TRANSFER_ERRORS, SSHErrors, errno_of, is_connection_failure
 from modelreg.storage.ssh.hostkeys import HostKeyVerifier
-from modelreg.storage.ssh.pipeline import read_file, write_file
+from modelreg.storage.ssh.pipeline import ResumePastEnd, read_file, write_file
 from modelreg.storage.ssh.sessions import SessionPool, SFTPSession
 
 log = logging.getLogger(__name__)
@@ -42,19 +47,23 @@ IO_TIMEOUT = 120.0
 """Seconds without any reply from the server before an operation is abandoned."""
 
 
-class SSHStorage:
+CAPABILITIES = Capabilities(atomic_create_only=True, atomic_replace=True, server_side_checksums=False,
+                            parallel_transfers=4)
+
+
+class SSHStorage(StorageBase):
     """A registry root directory on an SSH server; connects lazily, created on first write.
 
-    Options (`RemoteSpec.options`): `identity_file`, `known_hosts` (the modelreg
-    known_hosts file, read besides ~/.ssh/known_hosts, where accepted keys are
-    recorded), `accept_new_host_key`, `connect_timeout` (seconds), `passphrase`
-    (a string, or a callable given the key path) for an encrypted key file.
+    Options (`RemoteSpec.options`, declared in `modelreg.storage.schemes`):
+    `identity_file`, `known_hosts` (the modelreg known_hosts file, read besides
+    ~/.ssh/known_hosts, where accepted keys are recorded), `connect_timeout`
+    (seconds); and, passed by the program, never stored: `accept_new_host_key`,
+    `passphrase` (a string, or a callable given the key path) for an encrypted key file.
     """
-
-    parallel_transfers = 4
 
     def __init__(self, spec: RemoteSpec) -> None:
         self.url = spec.url
+        self.capabilities = CAPABILITIES
         self._options = ConnectOptions.from_spec(spec)
         self.target = resolve_target(spec, self._options)
         self._verifier = HostKeyVerifier(list(self.target.known_hosts), self._options.known_hosts,
@@ -74,7 +83,7 @@ class SSHStorage:
                     return None
                 self._fail(exc, "read", path)
 
-    def read(self, key: str, sink: BinaryIO, *, offset: int = 0, progress: Progress | None = None) -> None:
+    def read(self, key: str, sink: Sink, *, offset: int = 0) -> None:
         guarded = _SinkGuard(sink)
         with self._session() as session:
             path = self._path(key)
@@ -85,8 +94,11 @@ class SSHStorage:
                     raise NotFound(f"{key} does not exist in {self.url}.") from exc
                 self._fail(exc, "read", path)
             try:
-                read_file(session, handle, path, offset, guarded, progress, pool=self._pool,
+                read_file(session, handle, path, offset, guarded, pool=self._pool,
                           max_streams=STREAMS_PER_FILE)
+            except ResumePastEnd as exc:
+                raise RemoteError(f"Cannot resume {key} on {self.url} at byte {offset}: the object has "
+                                  f"only {exc.size} bytes; delete the partial download and retry.") from None
             except TRANSFER_ERRORS as exc:
                 if exc is guarded.error:
                     raise
@@ -157,13 +169,8 @@ class SSHStorage:
                     self._fail(exc, "delete", path)
 
     def close(self) -> None:
+        """Close every pooled connection; closing twice is harmless, using the storage afterwards is not."""
         self._pool.close()
-
-    def __enter__(self) -> "SSHStorage":
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        self.close()
 
     def _connect(self) -> SFTPSession:
         transport = open_transport(self.target, self._options, self._verifier, self._keys)
@@ -268,7 +275,7 @@ class SSHStorage:
 class _SinkGuard:
     """Forwards writes to the caller's sink and remembers what it raised, so that propagates unchanged."""
 
-    def __init__(self, sink: BinaryIO) -> None:
+    def __init__(self, sink: Sink) -> None:
         self._sink = sink
         self.error: BaseException | None = None
 
