@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from helpers import reference_inputs
+from tests.helpers import reference_inputs
 from modelreg.errors import InvalidArtifact, UsageError
 from modelreg.families.v9 import h5config
 from modelreg.families.v9.architecture import build_model, validate_hyperparameters

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import modelreg
-from helpers import reference_inputs, run_cli
+from tests.helpers import reference_inputs, run_cli
 from modelreg.local.cache import Cache
 from modelreg.config import Settings
 from modelreg.errors import IntegrityError

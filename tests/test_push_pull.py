@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import make_bundle, register_remote, run_cli
+from tests.helpers import make_bundle, register_remote, run_cli
 from modelreg.config import Settings
 from modelreg.layout import blob_key, version_key
 from modelreg.storage import open_storage

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import make_bundle, register_remote, run_cli
+from tests.helpers import make_bundle, register_remote, run_cli
 from modelreg.config import Settings
 from modelreg.errors import UntrustedError
 from modelreg.hashing import hash_bytes
