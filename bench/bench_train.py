@@ -1,6 +1,6 @@
 """v9 training speed on synthetic demo data: seconds per epoch.
 
-    .venv/bin/python bench/bench_train.py [--profiles default,short] [--epochs 3] [--json]
+    .venv/bin/python -m bench.bench_train [--profiles default,short] [--epochs 3] [--json]
 
 Writes the demo dataset (96 utterances, 13 classes, 768 features; see
 registry/family/demo_data.py) into a temp directory, trains each profile for a
@@ -17,17 +17,14 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from modelreg.families.v9.demo_data import write_demo_dataset
+from modelreg.families.v9.training import TrainOptions, train
 
-from common import print_table  # noqa: E402
-from modelreg.families.v9.demo_data import write_demo_dataset  # noqa: E402
-from modelreg.families.v9.training import TrainOptions, train  # noqa: E402
+from bench.common import print_table
 
 PROFILES = {
     "default": {"max_len": None, "hyperparameters": {}},
@@ -54,7 +51,8 @@ def bench_profile(data_dir: Path, out_dir: Path, name: str, epochs: int) -> dict
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--profiles", default="default,short")
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--json", action="store_true")
