@@ -14,7 +14,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from modelreg.config import RemoteSpec
-from modelreg.errors import AlreadyExists, NotFound, RemoteError, UsageError
+from modelreg.errors import AlreadyExists, LocalIOError, NotFound, RemoteError, UsageError
 from modelreg.hashing import CHUNK_SIZE, Progress
 from modelreg.storage.base import Capabilities, Sink, StorageBase
 
@@ -80,7 +80,7 @@ class LocalStorage(StorageBase):
         except FileNotFoundError as exc:
             raise NotFound(f"Cannot upload {source}: the local file does not exist.") from exc
         except OSError as exc:
-            raise RemoteError(f"Cannot read {source}: {exc.strerror or exc}.") from exc
+            raise LocalIOError(f"Cannot upload {source}: {exc.strerror or exc}.") from exc
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
             if create_only and target.exists():
