@@ -46,7 +46,7 @@ wheel-smoke: $(STAMP)
 	bash scripts/wheel_smoke.sh build/wheel/*.whl
 
 bench: $(STAMP) system-deps
-	$(PY) bench/run.py
+	$(PY) -m bench.run
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache

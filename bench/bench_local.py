@@ -1,6 +1,6 @@
 """Local (file://) registry: push and pull throughput next to `cp` and `sha256sum` on the same files.
 
-    .venv/bin/python bench/bench_local.py [--sizes 12M,1G] [--json]
+    .venv/bin/python -m bench.bench_local [--sizes 12M,1G] [--json]     (from the repository root)
 
 A push re-hashes each cached blob before copying it (the cache is untrusted), and a
 pull hashes while copying, so the honest comparison is `cp` alone and
@@ -17,14 +17,11 @@ import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from common import median_seconds, parse_size, print_table, run, settings_in, write_random_file  # noqa: E402
-from modelreg.bundle import create_bundle  # noqa: E402
-from modelreg.config import RemoteSpec  # noqa: E402
-from modelreg.refs import Ref  # noqa: E402
-from modelreg.transfer import pull, push  # noqa: E402
+from bench.common import median_seconds, parse_size, print_table, run, settings_in, write_random_file
+from modelreg.bundle import create_bundle
+from modelreg.config import RemoteSpec
+from modelreg.refs import Ref
+from modelreg.transfer import pull, push
 
 
 def bench_size(work: Path, size: int) -> dict:

@@ -1,6 +1,6 @@
 """Throughput of the S3 backend against `aws s3 cp`, both ways, on a throwaway SeaweedFS.
 
-    .venv/bin/python bench/bench_s3.py [--sizes 12M,1G] [--repeat 3] [--workdir /tmp] [--json]
+    .venv/bin/python -m bench.bench_s3 [--sizes 12M,1G] [--repeat 3] [--workdir /tmp] [--json]
 
 For each size it writes a random file, then times (median of --repeat rounds; the
 tools take turns going first so background load hits them alike):
@@ -26,13 +26,10 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(REPO_ROOT), str(REPO_ROOT / "tests")]
-
-from fixtures_s3 import SeaweedServer  # noqa: E402
-from modelreg.config import RemoteSpec  # noqa: E402
-from modelreg.hashing import HashingSink  # noqa: E402
-from modelreg.storage.s3.backend import S3Storage  # noqa: E402
+from modelreg.config import RemoteSpec
+from modelreg.hashing import HashingSink
+from modelreg.storage.s3.backend import S3Storage
+from tests.servers.s3 import SeaweedServer
 
 BUCKET = "bench"
 UNITS = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}

@@ -1,8 +1,8 @@
 """SSH registry backend throughput next to OpenSSH's `scp`, both directions, on the same files.
 
-    .venv/bin/python bench/bench_ssh.py [--sizes 12M,1G] [--rounds 3] [--json]
+    .venv/bin/python -m bench.bench_ssh [--sizes 12M,1G] [--rounds 3] [--json]
 
-Starts its own sshd (`SshdServer` from tests/fixtures_ssh.py) on a loopback port.
+Starts its own sshd (`SshdServer` from tests/servers/ssh.py) on a loopback port.
 Each round runs scp and SSHStorage back to back, so both see the same machine load;
 the table shows medians over the rounds. "warm" reuses one open SSHStorage (its
 connection pool, as a push or pull of many files does); "cold" opens a new one per
@@ -25,23 +25,21 @@ import shutil
 import socket
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "bench"))
-sys.path.insert(0, str(ROOT / "tests"))
-sys.path.insert(0, str(ROOT))
+import paramiko
 
-from common import parse_size, print_table, write_random_file  # noqa: E402
-from fixtures_ssh import SshdServer  # noqa: E402
-from modelreg.config import RemoteSpec  # noqa: E402
-from modelreg.hashing import HashingSink  # noqa: E402
-import paramiko  # noqa: E402
-from modelreg.storage.ssh import backend as ssh, connect as ssh_connect, pipeline as ssh_pipeline, sftp as ssh_sftp  # noqa: E402
-from modelreg.storage.ssh.backend import SSHStorage  # noqa: E402
+from bench.common import parse_size, print_table, write_random_file
+from modelreg.config import RemoteSpec
+from modelreg.hashing import HashingSink
+from modelreg.storage.ssh import backend as ssh
+from modelreg.storage.ssh import connect as ssh_connect
+from modelreg.storage.ssh import pipeline as ssh_pipeline
+from modelreg.storage.ssh import sftp as ssh_sftp
+from modelreg.storage.ssh.backend import SSHStorage
+from tests.servers.ssh import SshdServer
 
 MEASURES = ("scp_up", "warm_up", "cold_up", "stock_up", "scp_down", "warm_down", "cold_down", "stock_down")
 

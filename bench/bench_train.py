@@ -1,6 +1,6 @@
 """v9 training speed on synthetic demo data: seconds per epoch.
 
-    .venv/bin/python bench/bench_train.py [--profiles default,short] [--epochs 3] [--json]
+    .venv/bin/python -m bench.bench_train [--profiles default,short] [--epochs 3] [--json]
 
 Writes the demo dataset (96 utterances, 13 classes, 768 features; see
 registry/family/demo_data.py) into a temp directory, trains each profile for a
@@ -15,19 +15,16 @@ later ones. Profiles:
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from common import print_table  # noqa: E402
-from modelreg.families.v9.demo_data import write_demo_dataset  # noqa: E402
-from modelreg.families.v9.training import TrainOptions, train  # noqa: E402
+from bench.common import print_table
+from modelreg.families.v9.demo_data import write_demo_dataset
+from modelreg.families.v9.training import TrainOptions, train
 
 PROFILES = {
     "default": {"max_len": None, "hyperparameters": {}},
@@ -44,7 +41,7 @@ def bench_profile(data_dir: Path, out_dir: Path, name: str, epochs: int) -> dict
     result = train(data_dir, out_dir, options=options,
                    on_epoch=lambda epoch, logs: stamps.append(time.perf_counter()))
     total = time.perf_counter() - stamps[0]
-    per_epoch = [b - a for a, b in zip(stamps, stamps[1:])]
+    per_epoch = [b - a for a, b in itertools.pairwise(stamps)]
     steady = statistics.median(per_epoch[1:]) if len(per_epoch) > 1 else per_epoch[0]
     return {"profile": name, "epochs": len(per_epoch), "first_epoch_s": per_epoch[0],
             "epoch_s": steady, "train_total_s": total,
@@ -54,7 +51,8 @@ def bench_profile(data_dir: Path, out_dir: Path, name: str, epochs: int) -> dict
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--profiles", default="default,short")
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--json", action="store_true")

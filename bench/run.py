@@ -1,6 +1,6 @@
 """`make bench`: every benchmark in one run, each printing its own table.
 
-    .venv/bin/python bench/run.py [--sizes 12M,1G] [--only local,s3,ssh,train]
+    .venv/bin/python -m bench.run [--sizes 12M,1G] [--only local,s3,ssh,train]   (from the repository root)
 
 Each benchmark measures modelreg next to the tool a user would otherwise use
 (cp / sha256sum, aws s3 cp, scp) on the same files, in the same run, and prints
@@ -15,12 +15,12 @@ import sys
 import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
+REPO_ROOT = Path(__file__).resolve().parent.parent
 BENCHES = {
-    "local": ["bench_local.py"],
-    "s3": ["bench_s3.py"],
-    "ssh": ["bench_ssh.py"],
-    "train": ["bench_train.py"],
+    "local": "bench.bench_local",
+    "s3": "bench.bench_s3",
+    "ssh": "bench.bench_ssh",
+    "train": "bench.bench_train",
 }
 SIZED = {"local", "s3", "ssh"}
 
@@ -32,12 +32,12 @@ def main() -> int:
     args = parser.parse_args()
     failed = []
     for name in args.only.split(","):
-        command = [sys.executable, str(HERE / BENCHES[name][0])]
+        command = [sys.executable, "-m", BENCHES[name]]
         if name in SIZED:
             command += ["--sizes", args.sizes]
         print(f"\n=== {name}: {' '.join(command[1:])}", flush=True)
         start = time.perf_counter()
-        if subprocess.run(command).returncode != 0:
+        if subprocess.run(command, cwd=REPO_ROOT).returncode != 0:
             failed.append(name)
         print(f"({name} took {time.perf_counter() - start:.0f} s)", flush=True)
     if failed:

@@ -26,13 +26,14 @@ from urllib.parse import urlsplit
 
 import platformdirs
 
-from modelreg.errors import ConfigError, UsageError
+from modelreg.errors import ConfigError
+from modelreg.storage.schemes import BACKENDS, backend_for_url, check_remote_options, storable_option_keys
 
 APP = "modelreg"
 DEFAULT_MODEL_NAME = "emotion"
-REMOTE_OPTION_KEYS = ("endpoint_url", "region", "profile", "addressing_style",
-                      "identity_file", "known_hosts", "connect_timeout", "max_attempts")
-URL_SCHEMES = ("file", "s3", "ssh")
+REMOTE_OPTION_KEYS = storable_option_keys()
+"""Options a remote may store, from the backend table (`modelreg.storage.schemes`)."""
+URL_SCHEMES = tuple(BACKENDS)
 
 
 @dataclass(frozen=True)
@@ -164,13 +165,8 @@ def find_workspace(given: Path | str | None, from_env: str | None, cwd: Path) ->
 
 
 def check_remote_url(url: str) -> str:
-    """Reject URLs of an unknown scheme or without a location, with the forms that work."""
-    parts = urlsplit(url)
-    if parts.scheme not in URL_SCHEMES or (parts.scheme != "file" and not parts.netloc):
-        raise UsageError(
-            f"Invalid registry URL {url!r}: use file:///path, s3://bucket/prefix "
-            f"or ssh://user@host:port/path."
-        )
+    """Reject URLs of an unknown scheme or without a location, naming the forms that work (backend table)."""
+    backend_for_url(url)
     return url
 
 
@@ -202,9 +198,7 @@ def add_remote(settings: Settings, name: str, url: str, *, options: dict | None 
 
     check_name(name, "remote name")
     check_remote_url(url)
-    unknown = set(options or {}) - set(REMOTE_OPTION_KEYS)
-    if unknown:
-        raise UsageError(f"Unknown remote option(s) {sorted(unknown)}; known: {list(REMOTE_OPTION_KEYS)}.")
+    check_remote_options(url, options or {})
     data = read_config_file(settings.config_path)
     table = {"url": url, **{k: v for k, v in (options or {}).items() if v is not None}}
     data.setdefault("remotes", {})[name] = table

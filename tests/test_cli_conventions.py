@@ -5,8 +5,6 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from helpers import make_bundle, run_cli
-
 from modelreg import __version__
 from modelreg.cli.app import hoist_global_options
 from modelreg.cli.errors import EXIT_CODES, exit_code_for
@@ -20,6 +18,7 @@ from modelreg.errors import (
     UntrustedError,
     UsageError,
 )
+from tests.helpers import make_bundle, run_cli
 
 
 def test_global_options_after_the_subcommand_move_to_the_front():

@@ -6,7 +6,7 @@ import os
 import subprocess
 import sys
 
-from helpers import make_bundle
+from tests.helpers import make_bundle
 
 PROBE = """
 import sys

@@ -9,11 +9,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import register_remote, run_cli
 
 import modelreg
 from modelreg.errors import InvalidArtifact
 from modelreg.families import family_for
+from tests.helpers import register_remote, run_cli
 
 
 def write_tree(root: Path) -> dict[str, bytes]:

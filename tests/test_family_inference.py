@@ -6,12 +6,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import reference_inputs
 
 from modelreg.errors import InvalidArtifact, UsageError
 from modelreg.families.v9 import h5config
 from modelreg.families.v9.architecture import build_model, validate_hyperparameters
 from modelreg.families.v9.inference import load_weights_into, predict
+from tests.helpers import reference_inputs
 
 TINY = validate_hyperparameters(dict(sequence_length=8, feature_dim=5, lstm_units=4, attention_units=6,
                                      dense_units=5, num_classes=3, recurrent_dropout=0.1, dropout=0.2))

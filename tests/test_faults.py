@@ -14,7 +14,6 @@ import subprocess
 import time
 
 import pytest
-from helpers import MODELREG, make_bundle, register_remote, run_cli
 
 from modelreg.config import Settings
 from modelreg.layout import blob_key, version_key
@@ -23,6 +22,7 @@ from modelreg.manifest import canonical_json
 from modelreg.progress import SilentProgress
 from modelreg.storage import open_storage
 from modelreg.transfer import download_blob
+from tests.helpers import MODELREG, make_bundle, register_remote, run_cli
 
 BIG = 24_000_000
 
@@ -81,9 +81,9 @@ def test_interrupted_pull_resumes_from_the_bytes_already_received(settings, targ
     storage = open_storage(remote)
     original_read = storage.read
 
-    def recording_read(key, sink, *, offset=0, progress=None):
+    def recording_read(key, sink, *, offset=0):
         offsets.append(offset)
-        return original_read(key, sink, offset=offset, progress=progress)
+        return original_read(key, sink, offset=offset)
 
     storage.read = recording_read
     assert download_blob(cache, storage, entry, SilentProgress()) is True

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import reference_inputs, run_cli
 
 import modelreg
 from modelreg.config import Settings
@@ -20,6 +19,7 @@ from modelreg.errors import IntegrityError
 from modelreg.families.v9.architecture import build_model, validate_hyperparameters
 from modelreg.local.cache import Cache
 from modelreg.refs import Ref
+from tests.helpers import reference_inputs, run_cli
 
 pytestmark = pytest.mark.tf
 
@@ -187,7 +187,7 @@ def test_ingesting_the_same_files_twice_keeps_one_manifest(tmp_path):
 
 
 def test_include_adds_extra_files_that_push_pull_and_dest_carry(remote, settings, tmp_path, monkeypatch):
-    from helpers import register_remote
+    from tests.helpers import register_remote
 
     source, _model = write_artifacts(tmp_path / "artifacts")
     (source / "MODEL_CARD.md").write_text("# v9\ntrained on synthetic data\n")

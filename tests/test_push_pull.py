@@ -14,11 +14,11 @@ import threading
 from pathlib import Path
 
 import pytest
-from helpers import make_bundle, register_remote, run_cli
 
 from modelreg.config import Settings
 from modelreg.layout import blob_key, version_key
 from modelreg.storage import open_storage
+from tests.helpers import make_bundle, register_remote, run_cli
 
 EXIT_VERIFY = 3
 

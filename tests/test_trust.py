@@ -14,7 +14,6 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import make_bundle, register_remote, run_cli
 
 from modelreg.config import Settings
 from modelreg.errors import UntrustedError
@@ -23,6 +22,7 @@ from modelreg.layout import SIGNATURE_NAME, blob_key, version_key
 from modelreg.manifest import canonical_json
 from modelreg.storage import open_storage
 from modelreg.trust.keys import generate_keypair, key_fingerprint, load_public_key
+from tests.helpers import make_bundle, register_remote, run_cli
 
 EXIT_UNTRUSTED = 4
 MODEL_SIGNING = Path(sys.executable).with_name("model_signing")

@@ -6,11 +6,11 @@ import json
 from pathlib import Path
 
 import pytest
-from helpers import make_bundle, run_cli
 
 import modelreg
 from modelreg.config import Settings, find_workspace
 from modelreg.errors import ManifestMismatch
+from tests.helpers import make_bundle, run_cli
 
 
 def test_nearest_parent_with_manifests_is_the_workspace(tmp_path: Path):

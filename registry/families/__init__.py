@@ -61,7 +61,9 @@ class IngestPlan:
 class VerifiedBundle(Protocol):
     """Read access to a bundle whose manifest passed the gate; every read is verified against it."""
 
-    manifest: Manifest
+    @property
+    def manifest(self) -> Manifest:
+        """The gated manifest."""
 
     def read_bytes(self, entry: FileEntry) -> bytes:
         """The exact bytes of a (small) file, after checking them against the manifest."""

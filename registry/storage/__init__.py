@@ -1,33 +1,22 @@
-"""Choose a storage backend from a remote's URL scheme (one table, imported lazily)."""
+"""Choose a storage backend from a remote's URL scheme (the table in `schemes`, imported lazily)."""
 
 from __future__ import annotations
 
-import importlib
-from urllib.parse import urlsplit
+from typing import TYPE_CHECKING
 
-from modelreg.config import RemoteSpec
-from modelreg.errors import UsageError
-from modelreg.storage.base import Storage
+from modelreg.storage.base import Capabilities, Sink, Storage
+from modelreg.storage.schemes import BACKENDS, BackendInfo, backend_for_url
 
-BACKENDS = {
-    "file": "modelreg.storage.local:LocalStorage",
-    "s3": "modelreg.storage.s3.backend:S3Storage",
-    "ssh": "modelreg.storage.ssh.backend:SSHStorage",
-}
+if TYPE_CHECKING:
+    from modelreg.config import RemoteSpec
 
 
 def open_storage(spec: RemoteSpec) -> Storage:
-    """Open the backend for `spec.url`; raises UsageError for an unknown scheme."""
-    scheme = urlsplit(spec.url).scheme
-    target = BACKENDS.get(scheme)
-    if target is None:
-        raise UsageError(
-            f"Unsupported registry URL {spec.url!r}: use file:///path, s3://bucket/prefix "
-            f"or ssh://user@host:port/path."
-        )
-    module_name, class_name = target.split(":")
-    backend_class = getattr(importlib.import_module(module_name), class_name)
-    return backend_class(spec)
+    """Open the backend for `spec.url` (a context manager); UsageError for an unknown scheme.
+
+    Only that backend's module (and client library) is imported.
+    """
+    return backend_for_url(spec.url).load()(spec)
 
 
-__all__ = ["Storage", "open_storage", "BACKENDS"]
+__all__ = ["BACKENDS", "BackendInfo", "Capabilities", "Sink", "Storage", "open_storage"]

@@ -4,58 +4,141 @@ Everything above it — dedupe, verification, manifests last, tags — is writte
 in `modelreg.transfer`; a backend only moves bytes under string keys such as
 `blobs/sha256/ab/ab12...` relative to the registry root. Keys are always
 validated POSIX paths (see `modelreg.layout`).
+
+What a backend can and cannot promise differs (an S3 server may ignore
+`If-None-Match`, SFTP has no server-side checksum), so each one states it in its
+`capabilities` instead of the protocol promising it for all.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Protocol, runtime_checkable
+from typing import Protocol, Self, runtime_checkable
 
 from modelreg.hashing import Progress
+
+
+class Sink(Protocol):
+    """Where `Storage.read` puts bytes: anything with a `write(bytes)` (a file, a `HashingSink`...).
+
+    The return value is ignored. Progress reporting, size limits and hashing belong
+    to the sink; whatever its `write` raises reaches the caller of `read` unchanged.
+    """
+
+    def write(self, data: bytes, /) -> object: ...
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What one backend guarantees, for the orchestration (and a reader) to rely on.
+
+    Like restic's backend `Properties`: stated by the backend, never assumed.
+    """
+
+    atomic_create_only: bool
+    """Of several writers racing `write(create_only=True)` on one key, exactly one wins and
+    every other gets `AlreadyExists`. When False, a key that already exists is still
+    refused, but writers racing within the backend's check-then-write window may all succeed."""
+
+    atomic_replace: bool
+    """An overwriting `write` is atomic: readers see the old object or the whole new one."""
+
+    server_side_checksums: bool
+    """`write(sha256=...)` has the server refuse bytes that do not match (`IntegrityError`).
+    When False the digest is not checked on upload; readers verify every byte anyway."""
+
+    parallel_transfers: int
+    """How many files the orchestration may move at once through this backend (>= 1)."""
+
+    def __post_init__(self) -> None:
+        if self.parallel_transfers < 1:
+            raise ValueError(f"parallel_transfers must be at least 1, not {self.parallel_transfers}")
 
 
 @runtime_checkable
 class Storage(Protocol):
     """A registry root that can store and fetch immutable objects.
 
-    Guarantees a caller relies on:
-    - `write` is atomic: readers see the old object, no object, or the whole new one.
+    Guarantees a caller relies on, from every backend:
+    - An overwriting `write` never leaves a partial object: readers see the old one, none,
+      or the whole new one (`capabilities.atomic_replace`).
     - `write(create_only=True)` never replaces an existing object; it raises
-      `modelreg.errors.AlreadyExists` instead, and of two racing writers exactly one wins.
+      `modelreg.errors.AlreadyExists` instead. Whether two *racing* writers are also
+      decided exactly (one wins) is `capabilities.atomic_create_only`.
     - Every method is safe to call from several threads at once.
     - Failures raise `modelreg.errors.RegistryError` subclasses (`NotFound`,
       `AlreadyExists`, `RemoteError` with the backend's exception as `__cause__`).
+    - It is a context manager: `with open_storage(spec) as storage:` closes it on exit.
     """
 
     url: str
     """The registry root as a URL, for messages (never contains credentials)."""
 
-    parallel_transfers: int
-    """How many files the orchestration may move at once through this backend."""
+    capabilities: Capabilities
+    """What this backend (as configured) guarantees beyond the above."""
+
+    @property
+    def parallel_transfers(self) -> int:
+        """`capabilities.parallel_transfers` (kept for callers that read it directly)."""
 
     def stat(self, key: str) -> int | None:
         """Size in bytes of `key`, or None when it does not exist."""
 
-    def read(self, key: str, sink: BinaryIO, *, offset: int = 0, progress: Progress | None = None) -> None:
-        """Write the bytes of `key` from `offset` on, in order, into `sink`.
+    def read(self, key: str, sink: Sink, *, offset: int = 0) -> None:
+        """Write the bytes of `key` from `offset` on, in order, into `sink`, from the calling thread.
 
-        Exceptions raised by `sink.write` (e.g. a size limit) propagate unchanged.
-        Raises `NotFound` when the key does not exist.
+        Exceptions raised by `sink.write` (e.g. a size limit) propagate unchanged, and
+        the storage stays usable afterwards. Raises `NotFound` when the key does not exist.
         """
 
     def write(self, key: str, source: Path | bytes, *, create_only: bool = False,
               sha256: str | None = None, progress: Progress | None = None) -> None:
         """Store `source` (a local file or bytes) under `key`, atomically.
 
-        `sha256`, when given, is the hex digest of `source`; backends that can have
-        the server check it (S3 checksums) do so.
+        `sha256`, when given, is the hex digest of `source`; a backend with
+        `capabilities.server_side_checksums` has the server check it.
+        `progress` is called with byte counts as the upload advances.
         """
 
     def list(self, prefix: str) -> list[str]:
-        """All keys under `prefix` (recursively), sorted; empty when none."""
+        """All keys under `prefix` (recursively), sorted; empty when none. Temp files are never listed."""
 
     def delete(self, key: str) -> None:
         """Remove `key`; a missing key is not an error."""
 
     def close(self) -> None:
-        """Release connections; the object is unusable afterwards."""
+        """Release connections; the object is unusable afterwards. Calling it twice is harmless."""
+
+    def __enter__(self) -> Self:
+        """Return the storage itself."""
+
+    def __exit__(self, *exc_info: object) -> None:
+        """Close the storage."""
+
+
+class StorageBase:
+    """The parts every backend shares: the context manager and `parallel_transfers`.
+
+    A backend subclasses it, sets `url` and `capabilities` in `__init__` and
+    implements the other `Storage` methods.
+    """
+
+    url: str
+    capabilities: Capabilities
+
+    @property
+    def parallel_transfers(self) -> int:
+        return self.capabilities.parallel_transfers
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.url!r})"

@@ -1,8 +1,9 @@
 """The `file://` backend: a registry root on a local or mounted filesystem.
 
-The embedded default. Writes go to a unique temp name in the target directory and
-are published with `os.replace` (overwrite) or `os.link` (create-only: fails if the
-name exists, so of two racing publishers exactly one wins).
+The embedded default. Writes go to a unique temp name in the target directory, are
+fsynced and published with `os.replace` (overwrite) or `os.link` (create-only: fails
+if the name exists, so of two racing publishers exactly one wins). Temp names start
+with `TEMP_PREFIX` and are never listed.
 """
 
 from __future__ import annotations
@@ -10,12 +11,12 @@ from __future__ import annotations
 import os
 import uuid
 from pathlib import Path
-from typing import BinaryIO
 from urllib.parse import unquote, urlsplit
 
 from modelreg.config import RemoteSpec
-from modelreg.errors import AlreadyExists, NotFound, RemoteError, UsageError
+from modelreg.errors import AlreadyExists, LocalIOError, NotFound, RemoteError, UsageError
 from modelreg.hashing import CHUNK_SIZE, Progress
+from modelreg.storage.base import Capabilities, Sink, StorageBase
 
 TEMP_PREFIX = ".incoming-"
 
@@ -28,14 +29,18 @@ def root_from_url(url: str) -> Path:
     return Path(unquote(parts.path))
 
 
-class LocalStorage:
-    """A registry root directory; created on first write."""
+CAPABILITIES = Capabilities(atomic_create_only=True, atomic_replace=True, server_side_checksums=False,
+                            parallel_transfers=1)
+"""One file at a time: a local disk gains nothing from parallel copies."""
 
-    parallel_transfers = 1
+
+class LocalStorage(StorageBase):
+    """A registry root directory; created on first write. Takes no options."""
 
     def __init__(self, spec: RemoteSpec) -> None:
         self.url = spec.url
         self.root = root_from_url(spec.url)
+        self.capabilities = CAPABILITIES
 
     def _path(self, key: str) -> Path:
         return self.root.joinpath(*key.split("/"))
@@ -48,7 +53,7 @@ class LocalStorage:
         except OSError as exc:
             raise RemoteError(f"Cannot read {self._path(key)}: {exc.strerror}.") from exc
 
-    def read(self, key: str, sink: BinaryIO, *, offset: int = 0, progress: Progress | None = None) -> None:
+    def read(self, key: str, sink: Sink, *, offset: int = 0) -> None:
         path = self._path(key)
         try:
             handle = open(path, "rb")
@@ -57,31 +62,39 @@ class LocalStorage:
         except OSError as exc:
             raise RemoteError(f"Cannot read {path}: {exc.strerror}.") from exc
         with handle:
+            size = os.fstat(handle.fileno()).st_size
+            if offset > size:
+                raise RemoteError(f"Cannot resume {path} at byte {offset}: the object has only {size} "
+                                  f"bytes; delete the partial download and retry.")
             handle.seek(offset)
             while chunk := handle.read(CHUNK_SIZE):
                 sink.write(chunk)
-                if progress:
-                    progress(len(chunk))
 
     def write(self, key: str, source: Path | bytes, *, create_only: bool = False,
               sha256: str | None = None, progress: Progress | None = None) -> None:
         target = self._path(key)
         temp = target.with_name(f"{TEMP_PREFIX}{uuid.uuid4().hex}-{target.name}")
+        data = source if isinstance(source, (bytes, bytearray, memoryview)) else None
+        try:
+            src = None if data is not None else open(source, "rb")
+        except FileNotFoundError as exc:
+            raise NotFound(f"Cannot upload {source!s}: the local file does not exist.") from exc
+        except OSError as exc:
+            raise LocalIOError(f"Cannot upload {source!s}: {exc.strerror or exc}.") from exc
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
             if create_only and target.exists():
                 raise AlreadyExists(f"{key} already exists in {self.url}.")
             with open(temp, "wb") as out:
-                if isinstance(source, (bytes, bytearray)):
-                    out.write(source)
+                if data is not None:
+                    out.write(data)
                     if progress:
-                        progress(len(source))
-                else:
-                    with open(source, "rb") as src:
-                        while chunk := src.read(CHUNK_SIZE):
-                            out.write(chunk)
-                            if progress:
-                                progress(len(chunk))
+                        progress(len(data))
+                elif src is not None:
+                    while chunk := src.read(CHUNK_SIZE):
+                        out.write(chunk)
+                        if progress:
+                            progress(len(chunk))
                 out.flush()
                 os.fsync(out.fileno())
             if create_only:
@@ -96,6 +109,8 @@ class LocalStorage:
                 raise
             raise RemoteError(f"Cannot write {target}: {exc.strerror or exc}.") from exc
         finally:
+            if src is not None:
+                src.close()
             temp.unlink(missing_ok=True)
 
     def list(self, prefix: str) -> list[str]:
@@ -111,8 +126,8 @@ class LocalStorage:
         return sorted(keys)
 
     def delete(self, key: str) -> None:
-        self._path(key).unlink(missing_ok=True)
-
-    def close(self) -> None:
-        """Nothing to release."""
+        try:
+            self._path(key).unlink(missing_ok=True)
+        except OSError as exc:
+            raise RemoteError(f"Cannot delete {self._path(key)}: {exc.strerror or exc}.") from exc
 

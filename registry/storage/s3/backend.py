@@ -2,18 +2,23 @@
 
 Credentials come only from boto3's standard chain (environment, profile, config
 files, instance roles); they are never stored, logged or put in a message.
-`spec.options` may set `endpoint_url`, `region`, `profile`, `addressing_style`
-(`path`, `virtual` or `auto`; default `path` with an `endpoint_url`, else `auto`)
-and `max_attempts` (per request, default `MAX_ATTEMPTS`).
+`spec.options` (declared in `modelreg.storage.schemes`) may set `endpoint_url`,
+`region`, `profile`, `addressing_style` (`path`, `virtual` or `auto`; default `path`
+with an `endpoint_url`, else `auto`), `max_attempts` (per request, default
+`MAX_ATTEMPTS`) and `atomic_create_only` (default true; see below).
 
 What a caller can rely on beyond the `Storage` protocol:
-- A PUT or a completed multipart upload is atomic in S3, so there are no temp names.
+- A PUT or a completed multipart upload is atomic in S3, so there are no temp names;
+  an unfinished multipart upload is never listed.
 - `write(create_only=True)` sends `If-None-Match: *` (on PutObject, or on
   CompleteMultipartUpload for large files), which AWS S3 and SeaweedFS enforce:
   of two racing writers exactly one wins, the other gets `AlreadyExists`. The key is
   also HEADed first, which avoids uploading a large file for nothing and is the
   fallback for servers that ignore the header: they still refuse a key that
-  exists, but two writers racing within the HEAD-to-PUT window both succeed.
+  exists, but two writers racing within the HEAD-to-PUT window both succeed. Such a
+  server is declared with the remote option `atomic_create_only = false`, and the
+  backend then reports `capabilities.atomic_create_only` False. (It is declared, not
+  probed: finding out would take test writes to the bucket.)
 - With `sha256`, an object below `MULTIPART_THRESHOLD` is sent with its SHA-256 and
   the server refuses bytes that do not match (`IntegrityError`). S3 has no
   full-object SHA-256 for multipart uploads (only a composite of per-part digests),
@@ -32,7 +37,6 @@ import threading
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import BinaryIO
 from urllib.parse import urlsplit
 
 import boto3
@@ -42,9 +46,9 @@ from s3transfer.manager import TransferConfig, TransferManager
 from s3transfer.subscribers import BaseSubscriber
 
 from modelreg.config import RemoteSpec
-from modelreg.errors import (AlreadyExists, ConfigError, NotFound, RegistryError,
-                             RemoteError, UsageError)
+from modelreg.errors import AlreadyExists, ConfigError, NotFound, RegistryError, RemoteError, UsageError
 from modelreg.hashing import CHUNK_SIZE, Progress, is_sha256_hex
+from modelreg.storage.base import Capabilities, Sink, StorageBase
 from modelreg.storage.s3.errors import ADVICE, STREAM_ERRORS, translate_error
 
 MiB = 1 << 20
@@ -73,6 +77,18 @@ def parse_s3_url(url: str) -> tuple[str, str]:
     return parts.netloc, parts.path.strip("/")
 
 
+def parse_flag(value: object, name: str, label: str) -> bool:
+    """A boolean option from TOML (true/false) or text (`true`, `no`, `1`...)."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "yes", "1", "on"):
+        return True
+    if text in ("false", "no", "0", "off"):
+        return False
+    raise UsageError(f"Invalid {name} {value!r} for {label}: use true or false.")
+
+
 def _require_absent(params: dict, **_kwargs) -> None:
     """botocore hook: make CompleteMultipartUpload create-only (`If-None-Match: *`)."""
     params.setdefault("IfNoneMatch", "*")
@@ -86,15 +102,22 @@ class _ProgressSubscriber(BaseSubscriber):
         self._progress(bytes_transferred)
 
 
-class S3Storage:
+class S3Storage(StorageBase):
     """A registry root at `s3://bucket/prefix`; thread-safe, one client shared by all calls."""
-
-    parallel_transfers = PARALLEL_TRANSFERS
 
     def __init__(self, spec: RemoteSpec) -> None:
         self.url = spec.url
         self.bucket, self.prefix = parse_s3_url(spec.url)
         options = spec.options
+        self.capabilities = Capabilities(
+            atomic_create_only=parse_flag(options.get("atomic_create_only", True), "atomic_create_only",
+                                          spec.label),
+            atomic_replace=True,
+            # Every upload carries a checksum the server verifies: the given SHA-256 below
+            # MULTIPART_THRESHOLD, a CRC32 per part above it.
+            server_side_checksums=True,
+            parallel_transfers=PARALLEL_TRANSFERS,
+        )
         endpoint_url = options.get("endpoint_url") or None
         style = options.get("addressing_style") or ("path" if endpoint_url else "auto")
         if style not in ADDRESSING_STYLES:
@@ -181,7 +204,7 @@ class S3Storage:
 
     # -- read ---------------------------------------------------------------
 
-    def read(self, key: str, sink: BinaryIO, *, offset: int = 0, progress: Progress | None = None) -> None:
+    def read(self, key: str, sink: Sink, *, offset: int = 0) -> None:
         try:
             first = self._get(key, offset, offset + PART_SIZE - 1)
         except ClientError as exc:
@@ -215,14 +238,12 @@ class S3Storage:
         try:
             for _ in range(DOWNLOAD_WINDOW):
                 submit_next()
-            self._stream(key, first, offset, sink, progress)
+            self._stream(key, first, offset, sink)
             while pending:
                 chunks = pending.popleft().result()
                 submit_next()
                 for chunk in chunks:
                     sink.write(chunk)
-                    if progress:
-                        progress(len(chunk))
         except (ClientError, BotoCoreError) as exc:
             raise self._read_error(exc, key) from exc
         finally:
@@ -235,8 +256,7 @@ class S3Storage:
         return self._client.get_object(Bucket=self.bucket, Key=self._key(key),
                                        Range=f"bytes={start}-{end}", **extra)
 
-    def _stream(self, key: str, response: dict, start: int, sink: BinaryIO,
-                progress: Progress | None) -> None:
+    def _stream(self, key: str, response: dict, start: int, sink: Sink) -> None:
         """Copy the first part to the sink as it arrives; a dropped stream resumes from the next byte.
 
         Only reading the body is retried: whatever `sink.write` raises propagates at once.
@@ -256,8 +276,6 @@ class S3Storage:
                     break
                 sink.write(chunk)
                 position += len(chunk)
-                if progress:
-                    progress(len(chunk))
             if position > end:
                 return
             if attempt < MAX_ATTEMPTS:
@@ -364,7 +382,7 @@ class S3Storage:
     def list(self, prefix: str) -> list[str]:
         root = f"{self.prefix}/" if self.prefix else ""
         directory = prefix.strip("/")
-        keys = []
+        keys: list[str] = []
         try:
             pages = self._client.get_paginator("list_objects_v2").paginate(
                 Bucket=self.bucket, Prefix=f"{root}{directory}/" if directory else root)
@@ -382,6 +400,7 @@ class S3Storage:
             raise self._error(exc, "delete", key) from exc
 
     def close(self) -> None:
+        """Stop the download threads and close the HTTP connections; calling it twice is harmless."""
         self._readers.shutdown(wait=False, cancel_futures=True)
         self._client.close()
         if self._create_only_client is not None:

@@ -8,12 +8,19 @@ from __future__ import annotations
 
 import socket
 
-from botocore.exceptions import (ClientError, ConnectionClosedError, ConnectTimeoutError,
-                                 EndpointConnectionError, IncompleteReadError, NoCredentialsError,
-                                 PartialCredentialsError, ReadTimeoutError, ResponseStreamingError)
+from botocore.exceptions import (
+    ClientError,
+    ConnectionClosedError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    IncompleteReadError,
+    NoCredentialsError,
+    PartialCredentialsError,
+    ReadTimeoutError,
+    ResponseStreamingError,
+)
 
 from modelreg.errors import IntegrityError, RegistryError, RemoteError
-
 
 STREAM_ERRORS = (socket.timeout, ConnectionError, ReadTimeoutError, IncompleteReadError,
                   ResponseStreamingError)

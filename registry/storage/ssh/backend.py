@@ -7,6 +7,10 @@ flushed (fsync@openssh.com) and published by SFTP `rename` (create-only: OpenSSH
 links, so it never replaces an existing file) or `posix-rename@openssh.com`
 (overwrite). Each method may run in several threads at once: connections are pooled
 (`ssh_sessions`), and a large file moves over two of them (`ssh_pipeline`).
+
+Capabilities: create-only publishing is atomic on OpenSSH's sftp-server (its
+`rename` links and never replaces; other SFTP servers may differ), replacing is
+atomic (`posix-rename`), and SFTP has no server-side checksum.
 """
 
 from __future__ import annotations
@@ -17,20 +21,22 @@ import os
 import posixpath
 import stat as stat_mode
 import uuid
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import BinaryIO, Iterator, NoReturn
+from typing import NoReturn
 
 import paramiko
 
 from modelreg.config import RemoteSpec
 from modelreg.errors import AlreadyExists, IntegrityError, NotFound, RegistryError, RemoteError
 from modelreg.hashing import Progress
+from modelreg.storage.base import Capabilities, Sink, StorageBase
 from modelreg.storage.local import TEMP_PREFIX
 from modelreg.storage.ssh.connect import ConnectOptions, KeyFiles, open_transport, resolve_target
 from modelreg.storage.ssh.errors import TRANSFER_ERRORS, SSHErrors, errno_of, is_connection_failure
 from modelreg.storage.ssh.hostkeys import HostKeyVerifier
-from modelreg.storage.ssh.pipeline import read_file, write_file
+from modelreg.storage.ssh.pipeline import ResumePastEnd, read_file, write_file
 from modelreg.storage.ssh.sessions import SessionPool, SFTPSession
 
 log = logging.getLogger(__name__)
@@ -42,19 +48,23 @@ IO_TIMEOUT = 120.0
 """Seconds without any reply from the server before an operation is abandoned."""
 
 
-class SSHStorage:
+CAPABILITIES = Capabilities(atomic_create_only=True, atomic_replace=True, server_side_checksums=False,
+                            parallel_transfers=4)
+
+
+class SSHStorage(StorageBase):
     """A registry root directory on an SSH server; connects lazily, created on first write.
 
-    Options (`RemoteSpec.options`): `identity_file`, `known_hosts` (the modelreg
-    known_hosts file, read besides ~/.ssh/known_hosts, where accepted keys are
-    recorded), `accept_new_host_key`, `connect_timeout` (seconds), `passphrase`
-    (a string, or a callable given the key path) for an encrypted key file.
+    Options (`RemoteSpec.options`, declared in `modelreg.storage.schemes`):
+    `identity_file`, `known_hosts` (the modelreg known_hosts file, read besides
+    ~/.ssh/known_hosts, where accepted keys are recorded), `connect_timeout`
+    (seconds); and, passed by the program, never stored: `accept_new_host_key`,
+    `passphrase` (a string, or a callable given the key path) for an encrypted key file.
     """
-
-    parallel_transfers = 4
 
     def __init__(self, spec: RemoteSpec) -> None:
         self.url = spec.url
+        self.capabilities = CAPABILITIES
         self._options = ConnectOptions.from_spec(spec)
         self.target = resolve_target(spec, self._options)
         self._verifier = HostKeyVerifier(list(self.target.known_hosts), self._options.known_hosts,
@@ -74,7 +84,7 @@ class SSHStorage:
                     return None
                 self._fail(exc, "read", path)
 
-    def read(self, key: str, sink: BinaryIO, *, offset: int = 0, progress: Progress | None = None) -> None:
+    def read(self, key: str, sink: Sink, *, offset: int = 0) -> None:
         guarded = _SinkGuard(sink)
         with self._session() as session:
             path = self._path(key)
@@ -85,8 +95,11 @@ class SSHStorage:
                     raise NotFound(f"{key} does not exist in {self.url}.") from exc
                 self._fail(exc, "read", path)
             try:
-                read_file(session, handle, path, offset, guarded, progress, pool=self._pool,
+                read_file(session, handle, path, offset, guarded, pool=self._pool,
                           max_streams=STREAMS_PER_FILE)
+            except ResumePastEnd as exc:
+                raise RemoteError(f"Cannot resume {key} on {self.url} at byte {offset}: the object has "
+                                  f"only {exc.size} bytes; delete the partial download and retry.") from None
             except TRANSFER_ERRORS as exc:
                 if exc is guarded.error:
                     raise
@@ -128,7 +141,7 @@ class SSHStorage:
 
     def list(self, prefix: str) -> list[str]:
         with self._session() as session:
-            base = self._path(prefix.strip("/")) if prefix.strip("/") else self._root
+            base = self._path(prefix.strip("/")) if prefix.strip("/") else self._root_path
             keys: list[str] = []
             directories = [base]
             while directories:
@@ -144,7 +157,7 @@ class SSHStorage:
                     if stat_mode.S_ISDIR(entry.st_mode or 0):
                         directories.append(full)
                     elif not entry.filename.startswith(TEMP_PREFIX):
-                        keys.append(posixpath.relpath(full, self._root))
+                        keys.append(posixpath.relpath(full, self._root_path))
             return sorted(keys)
 
     def delete(self, key: str) -> None:
@@ -157,13 +170,8 @@ class SSHStorage:
                     self._fail(exc, "delete", path)
 
     def close(self) -> None:
+        """Close every pooled connection; closing twice is harmless, using the storage afterwards is not."""
         self._pool.close()
-
-    def __enter__(self) -> "SSHStorage":
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        self.close()
 
     def _connect(self) -> SFTPSession:
         transport = open_transport(self.target, self._options, self._verifier, self._keys)
@@ -192,8 +200,14 @@ class SSHStorage:
         finally:
             self._pool.release(session)
 
+    @property
+    def _root_path(self) -> str:
+        """The absolute registry root (known once a session exists: keys are resolved inside one)."""
+        assert self._root is not None, "the SSH root is resolved when the first session opens"
+        return self._root
+
     def _path(self, key: str) -> str:
-        return posixpath.join(self._root, *key.split("/"))
+        return posixpath.join(self._root_path, *key.split("/"))
 
     def _fail(self, exc: BaseException, action: str, path: str) -> NoReturn:
         if isinstance(exc, RegistryError):
@@ -268,11 +282,11 @@ class SSHStorage:
 class _SinkGuard:
     """Forwards writes to the caller's sink and remembers what it raised, so that propagates unchanged."""
 
-    def __init__(self, sink: BinaryIO) -> None:
+    def __init__(self, sink: Sink) -> None:
         self._sink = sink
         self.error: BaseException | None = None
 
-    def write(self, data: bytes) -> int | None:
+    def write(self, data: bytes) -> object:
         try:
             return self._sink.write(data)
         except BaseException as exc:
@@ -285,11 +299,11 @@ class _SourceReader:
 
     def __init__(self, source: Path | bytes) -> None:
         self._data = bytes(source) if isinstance(source, (bytes, bytearray, memoryview)) else None
-        self._path = None if self._data is not None else Path(source)
+        self._path = None if isinstance(source, (bytes, bytearray, memoryview)) else Path(source)
         self._fd: int | None = None
         self.size = len(self._data) if self._data is not None else 0
 
-    def __enter__(self) -> "_SourceReader":
+    def __enter__(self) -> _SourceReader:
         if self._path is not None:
             try:
                 self._fd = os.open(self._path, os.O_RDONLY)
@@ -301,6 +315,7 @@ class _SourceReader:
     def read(self, offset: int, length: int) -> bytes:
         if self._data is not None:
             return self._data[offset:offset + length]
+        assert self._fd is not None, "read() is only called inside the `with` block"
         data = os.pread(self._fd, length, offset)
         if len(data) != length:
             raise IntegrityError(f"{self._path} changed size while being uploaded; upload it again.",

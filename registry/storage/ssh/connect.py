@@ -15,9 +15,9 @@ from __future__ import annotations
 import getpass
 import socket
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 from urllib.parse import unquote, urlsplit
 
 import paramiko
@@ -72,7 +72,7 @@ class ConnectOptions:
     passphrase: Passphrase | None = None
 
     @classmethod
-    def from_spec(cls, spec: RemoteSpec) -> "ConnectOptions":
+    def from_spec(cls, spec: RemoteSpec) -> ConnectOptions:
         options = spec.options
         timeout = options.get("connect_timeout")
         try:
@@ -148,7 +148,7 @@ def resolve_target(spec: RemoteSpec, options: ConnectOptions) -> SSHTarget:
         root=root,
         identity_files=identity_files,
         identities_only=config.get("identitiesonly", "no").lower() == "yes",
-        known_hosts=known_hosts + (SYSTEM_KNOWN_HOSTS,),
+        known_hosts=(*known_hosts, SYSTEM_KNOWN_HOSTS),
         host_key_alias=config.get("hostkeyalias"),
         connect_timeout=timeout,
     )

@@ -16,14 +16,15 @@ from __future__ import annotations
 import collections
 import logging
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import BinaryIO, Callable
 
 import paramiko
 from paramiko.sftp import CMD_DATA, CMD_STATUS
 
 from modelreg.hashing import Progress
+from modelreg.storage.base import Sink
 from modelreg.storage.ssh.sessions import SessionPool, SFTPSession
 from modelreg.storage.ssh.sftp import check_status
 
@@ -37,6 +38,14 @@ MIN_BYTES_PER_STREAM = 4 * 1024 * 1024
 NEW_CONNECTION_MIN_BYTES = 64 * 1024 * 1024
 """Below this, extra streams use only idle pooled connections: a new SSH handshake costs
 more than it saves on a file that moves in a fraction of a second."""
+
+
+class ResumePastEnd(Exception):
+    """A read asked to start beyond the end of the remote file."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__(f"the file has only {size} bytes")
+        self.size = size
 
 
 def _await(session: SFTPSession, received: dict[int, tuple[int, bytes]], num: int) -> tuple[int, bytes]:
@@ -121,9 +130,11 @@ class _Job:
 
 
 def _read_worker(session: SFTPSession, handle: bytes, job: _Job,
-                 deliver: Callable[[int, bytes], None]) -> None:
+                 deliver: Callable[[int, bytes], object]) -> None:
     """Fetch claimed ranges with DEPTH reads in flight; deliver each in the order of its offset."""
-    sftp, received, pending = session.sftp, {}, collections.deque()
+    sftp = session.sftp
+    received: dict = {}
+    pending: collections.deque = collections.deque()
     try:
         while True:
             while len(pending) < DEPTH and (claim := job.claim(block=not pending)):
@@ -149,7 +160,9 @@ def _read_worker(session: SFTPSession, handle: bytes, job: _Job,
 def _write_worker(session: SFTPSession, handle: bytes, job: _Job,
                   read_source: Callable[[int, int], bytes], report: Callable[[int], None]) -> None:
     """Write claimed ranges with DEPTH writes in flight; report each acknowledged one."""
-    sftp, received, pending = session.sftp, {}, collections.deque()
+    sftp = session.sftp
+    received: dict = {}
+    pending: collections.deque = collections.deque()
     try:
         while True:
             while len(pending) < DEPTH and (claim := job.claim(block=False)):
@@ -183,22 +196,22 @@ def _stream_count(size: int, pool: SessionPool, max_streams: int) -> int:
     return max(1, min(max_streams, pool.limit, size // MIN_BYTES_PER_STREAM))
 
 
-def read_file(first: SFTPSession, handle: paramiko.SFTPFile, path: str, start: int, sink: BinaryIO,
-              progress: Progress | None, *, pool: SessionPool, max_streams: int) -> None:
+def read_file(first: SFTPSession, handle: paramiko.SFTPFile, path: str, start: int, sink: Sink, *,
+              pool: SessionPool, max_streams: int) -> None:
     """Write the open remote file's bytes from `start` on into `sink`, in order, from this thread.
 
     A large file is fetched over up to `max_streams` connections; an extra connection
     joins only if the file it opens has the same size and mtime (the same version).
+    Raises `ResumePastEnd` when `start` is beyond the end of the file.
     """
     expected = handle.stat()
     end = expected.st_size
+    if start > end:
+        raise ResumePastEnd(end)
     streams = _stream_count(end - start, pool, max_streams)
     if streams <= 1:
-        def write_in_order(_offset: int, data: bytes) -> None:
-            sink.write(data)
-            if progress:
-                progress(len(data))
-        _read_worker(first, handle.handle, _Job(start, end, first.sftp.read_size), write_in_order)
+        _read_worker(first, handle.handle, _Job(start, end, first.sftp.read_size),
+                     lambda _offset, data: sink.write(data))
         return
     job = _Job(start, end, first.sftp.read_size, max_ahead=MAX_AHEAD)
 
@@ -215,8 +228,6 @@ def read_file(first: SFTPSession, handle: paramiko.SFTPFile, path: str, start: i
         while offset < end:
             data = job.take(offset)
             sink.write(data)
-            if progress:
-                progress(len(data))
             offset += len(data)
 
     _run_streams(job, first, handle, pool, streams, extra_handle,
@@ -279,12 +290,12 @@ def _run_streams(job: _Job, first: SFTPSession, handle: paramiko.SFTPFile, pool:
         try:
             if session is not None:
                 file = open_extra(session)
-            if file is not None:
+            if session is not None and file is not None:
                 run(session, file)
         except Exception:  # an extra connection is optional: the others carry on
             log.debug("extra SFTP stream unavailable", exc_info=True)
         finally:
-            if file is not None and session.usable:
+            if file is not None and session is not None and session.usable:
                 _close_quietly(file)
             if session is not None:
                 pool.release(session)

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import paramiko
 
@@ -29,7 +29,7 @@ class SFTPSession:
     broken: bool = False
 
     @classmethod
-    def open(cls, transport: paramiko.Transport, io_timeout: float) -> "SFTPSession":
+    def open(cls, transport: paramiko.Transport, io_timeout: float) -> SFTPSession:
         return cls(transport, BulkSFTPClient.start(transport, io_timeout))
 
     @property

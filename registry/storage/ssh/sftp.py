@@ -17,8 +17,18 @@ import struct
 
 import paramiko
 from paramiko.buffered_pipe import BufferedPipe, PipeTimeout
-from paramiko.sftp import (CMD_DATA, CMD_EXTENDED, CMD_READ, CMD_WRITE, SFTP_EOF, SFTP_NO_SUCH_FILE,
-                           SFTP_OK, SFTP_OP_UNSUPPORTED, SFTP_PERMISSION_DENIED, SFTPError)
+from paramiko.sftp import (
+    CMD_DATA,
+    CMD_EXTENDED,
+    CMD_READ,
+    CMD_WRITE,
+    SFTP_EOF,
+    SFTP_NO_SUCH_FILE,
+    SFTP_OK,
+    SFTP_OP_UNSUPPORTED,
+    SFTP_PERMISSION_DENIED,
+    SFTPError,
+)
 
 SAFE_REQUEST_SIZE = 32 * 1024
 """What every SFTP server accepts; used when the server does not state its limits."""
@@ -39,7 +49,7 @@ class BulkSFTPClient(paramiko.SFTPClient):
     write_size = SAFE_REQUEST_SIZE
 
     @classmethod
-    def start(cls, transport: paramiko.Transport, io_timeout: float) -> "BulkSFTPClient":
+    def start(cls, transport: paramiko.Transport, io_timeout: float) -> BulkSFTPClient:
         """Open the SFTP subsystem on a new channel (as `SFTPClient.from_transport`, with the fast buffer)."""
         channel = transport.open_session()
         channel.in_buffer = _ReplyBuffer()

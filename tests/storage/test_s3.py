@@ -1,4 +1,8 @@
-"""Behaviour of the S3 backend against a real SeaweedFS server (see fixtures_s3.py)."""
+"""What only the S3 backend does, against a real SeaweedFS server (tests/servers/s3.py).
+
+The behaviour every backend shares (round trips, offsets, create-only, list, delete,
+missing keys, the sink's errors, threads) is in tests/storage/test_contract.py.
+"""
 
 from __future__ import annotations
 
@@ -18,12 +22,11 @@ import pytest
 from botocore.awsrequest import AWSResponse
 from botocore.exceptions import ResponseStreamingError
 
-from fixtures_s3 import S3Server, use_s3_keys
 from modelreg.config import RemoteSpec
-from modelreg.errors import AlreadyExists, ConfigError, IntegrityError, NotFound, RemoteError, UsageError
+from modelreg.errors import AlreadyExists, ConfigError, IntegrityError, RemoteError, UsageError
 from modelreg.hashing import HashingSink
-from modelreg.storage import Storage, open_storage
 from modelreg.storage.s3.backend import MULTIPART_THRESHOLD, PART_SIZE, S3Storage, parse_s3_url
+from tests.servers.s3 import S3Server, use_s3_keys
 
 MULTIPART_SIZE = 20 * 1024 * 1024 + 12345
 
@@ -92,6 +95,22 @@ def test_unknown_addressing_style_is_a_usage_error():
         S3Storage(RemoteSpec(url="s3://bucket", options={"addressing_style": "sideways"}))
 
 
+def test_atomic_create_only_is_reported_unless_the_remote_declares_a_server_that_ignores_it():
+    def capabilities(**options):
+        store = S3Storage(RemoteSpec(url="s3://bucket", options=options))
+        try:
+            return store.capabilities
+        finally:
+            store.close()
+
+    assert capabilities().atomic_create_only is True
+    assert capabilities(atomic_create_only=False).atomic_create_only is False
+    assert capabilities(atomic_create_only="no").atomic_create_only is False
+    assert capabilities(atomic_create_only="true").atomic_create_only is True
+    with pytest.raises(UsageError, match="atomic_create_only 'sometimes'.*true or false"):
+        S3Storage(RemoteSpec(url="s3://bucket", options={"atomic_create_only": "sometimes"}))
+
+
 def test_unknown_aws_profile_is_a_config_error(monkeypatch):
     use_s3_keys(monkeypatch, None)
     with pytest.raises(ConfigError, match="AWS profile 'missing-profile'"):
@@ -100,51 +119,31 @@ def test_unknown_aws_profile_is_a_config_error(monkeypatch):
 
 # -- round trips ----------------------------------------------------------------------
 
-@pytest.mark.s3
-def test_scheme_table_opens_an_s3_storage_implementing_the_protocol(s3_remote):
-    store = open_storage(s3_remote)
-    try:
-        assert isinstance(store, S3Storage) and isinstance(store, Storage)
-        assert store.parallel_transfers >= 1 and store.url == s3_remote.url
-    finally:
-        store.close()
 
 
 @pytest.mark.s3
-def test_bytes_written_are_stat_and_read_back(storage):
-    data = b'{"name": "emotion"}\n'
-    storage.write("models/emotion/v1/manifest.json", data, sha256=sha256(data))
-    assert storage.stat("models/emotion/v1/manifest.json") == len(data)
-    assert read_all(storage, "models/emotion/v1/manifest.json") == data
-
-
-@pytest.mark.s3
-def test_multipart_file_round_trips_with_progress(storage, big_payload, tmp_path):
+@pytest.mark.parametrize("size", [100, MULTIPART_SIZE], ids=["single-put", "multipart"])
+def test_write_with_its_sha256_is_accepted_and_large_files_go_up_in_parts(
+        storage, seaweed, s3_remote, big_payload, tmp_path, size):
+    payload = big_payload[:size]
     source = tmp_path / "weights.h5"
-    source.write_bytes(big_payload)
-    sent, received = Recorder(), Recorder()
-    storage.write("blobs/big", source, sha256=sha256(big_payload), progress=sent)
+    source.write_bytes(payload)
+    sent = Recorder()
+    storage.write("blobs/big", source, sha256=sha256(payload), progress=sent)
     with open(tmp_path / "copy", "wb") as target:
-        sink = HashingSink(target, limit=len(big_payload))
-        storage.read("blobs/big", sink, progress=received)
-    assert storage.stat("blobs/big") == len(big_payload)
-    assert sink.hexdigest() == sha256(big_payload) and sink.size == len(big_payload)
-    assert sent.total == received.total == len(big_payload)
+        sink = HashingSink(target, limit=size)
+        storage.read("blobs/big", sink)
+    assert sink.hexdigest() == sha256(payload) and sink.size == size == sent.total
+    bucket, prefix = parse_s3_url(s3_remote.url)
+    client = seaweed.client()
+    try:
+        etag = client.head_object(Bucket=bucket, Key=f"{prefix}/blobs/big")["ETag"].strip('"')
+    finally:
+        client.close()
+    parts = -(-size // PART_SIZE)
+    assert etag.endswith(f"-{parts}") if size >= MULTIPART_THRESHOLD else "-" not in etag
 
 
-@pytest.mark.s3
-def test_small_file_without_digest_round_trips(storage, tmp_path):
-    source = tmp_path / "labels.json"
-    source.write_bytes(b"[1, 2, 3]")
-    storage.write("blobs/small", source)
-    assert read_all(storage, "blobs/small") == b"[1, 2, 3]"
-
-
-@pytest.mark.s3
-def test_empty_object_round_trips(storage):
-    storage.write("empty", b"")
-    assert storage.stat("empty") == 0
-    assert read_all(storage, "empty") == b""
 
 
 @pytest.mark.s3
@@ -154,28 +153,9 @@ def test_write_with_wrong_digest_is_refused_by_the_server(storage):
     assert storage.stat("blobs/bad") is None
 
 
-@pytest.mark.s3
-@pytest.mark.parametrize("offset", [0, 1, PART_SIZE - 1, PART_SIZE + 7, MULTIPART_SIZE - 1, MULTIPART_SIZE])
-def test_read_from_offset_returns_the_remaining_bytes(storage, big_payload, offset):
-    storage.write("blobs/big", big_payload)
-    assert read_all(storage, "blobs/big", offset=offset) == big_payload[offset:]
-
-
-@pytest.mark.s3
-def test_overwrite_replaces_an_object_atomically(storage):
-    storage.write("tags/emotion/prod.json", b"v1")
-    storage.write("tags/emotion/prod.json", b"v2")
-    assert read_all(storage, "tags/emotion/prod.json") == b"v2"
 
 
 # -- create-only ------------------------------------------------------------------------
-
-@pytest.mark.s3
-def test_create_only_write_refuses_existing_key(storage):
-    storage.write("models/emotion/v1/manifest.json", b"first", create_only=True)
-    with pytest.raises(AlreadyExists, match="models/emotion/v1/manifest.json"):
-        storage.write("models/emotion/v1/manifest.json", b"second", create_only=True)
-    assert read_all(storage, "models/emotion/v1/manifest.json") == b"first"
 
 
 @pytest.mark.s3
@@ -189,18 +169,7 @@ def test_create_only_is_enforced_by_the_server_when_the_key_appears_after_the_ch
     assert read_all(storage, "k") == b"winner"
 
 
-# -- list, delete, missing keys ------------------------------------------------------------
-
-@pytest.mark.s3
-def test_list_returns_sorted_keys_relative_to_the_registry_root(storage):
-    for key in ["models/emotion/v2/manifest.json", "models/emotion/v1/manifest.json",
-                "models/emotional/v1/manifest.json", "tags/emotion/prod.json"]:
-        storage.write(key, b"{}")
-    assert storage.list("models/emotion/") == ["models/emotion/v1/manifest.json",
-                                               "models/emotion/v2/manifest.json"]
-    assert storage.list("models/emotion") == storage.list("models/emotion/")
-    assert len(storage.list("")) == 4
-    assert storage.list("nothing/here") == []
+# -- paging, resumed reads ------------------------------------------------------------------
 
 
 @pytest.mark.s3
@@ -214,28 +183,7 @@ def test_list_pages_through_more_than_one_thousand_keys(storage, seaweed, s3_rem
     assert len(keys) == 1005 and keys[0] == "many/00000" and keys == sorted(keys)
 
 
-@pytest.mark.s3
-def test_delete_removes_a_key_and_ignores_a_missing_one(storage):
-    storage.write("blobs/x", b"x")
-    storage.delete("blobs/x")
-    storage.delete("blobs/x")
-    assert storage.stat("blobs/x") is None
 
-
-@pytest.mark.s3
-def test_missing_key_stats_none_and_reads_not_found(storage):
-    assert storage.stat("blobs/none") is None
-    with pytest.raises(NotFound, match="blobs/none"):
-        read_all(storage, "blobs/none")
-
-
-@pytest.mark.s3
-def test_sink_exception_propagates_without_retries(storage, big_payload):
-    storage.write("blobs/big", big_payload)
-    started = time.monotonic()
-    with pytest.raises(OverflowError):
-        storage.read("blobs/big", HashingSink(io.BytesIO(), limit=PART_SIZE + 3))
-    assert time.monotonic() - started < 10
 
 
 @pytest.mark.s3
@@ -264,12 +212,6 @@ def test_read_gives_up_when_every_attempt_drops(storage, big_payload, monkeypatc
     with pytest.raises(RemoteError, match="connection failed mid-transfer"):
         read_all(storage, "blobs/big")
 
-
-@pytest.mark.s3
-def test_resume_past_the_end_of_an_object_is_a_remote_error(storage):
-    storage.write("blobs/x", b"12345")
-    with pytest.raises(RemoteError, match="only 5 bytes"):
-        read_all(storage, "blobs/x", offset=9)
 
 
 # -- errors -------------------------------------------------------------------------------

@@ -1,4 +1,8 @@
-"""The ssh:// backend against a real OpenSSH sshd (tests/fixtures_ssh.py)."""
+"""What only the ssh:// backend does, against a real OpenSSH sshd (tests/servers/ssh.py).
+
+The behaviour every backend shares (round trips, offsets, create-only, list, delete,
+missing keys, the sink's errors, threads) is in tests/storage/test_contract.py.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,6 @@ import os
 import shutil
 import socket
 import subprocess
-import threading
 import time
 import uuid
 from dataclasses import replace
@@ -17,17 +20,15 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from fixtures_ssh import SshdServer, free_port, generate_key
 from modelreg.config import RemoteSpec
-from modelreg.errors import AlreadyExists, NotFound, RemoteError, UntrustedError, UsageError
+from modelreg.errors import AlreadyExists, RemoteError, UntrustedError, UsageError
 from modelreg.hashing import HashingSink
 from modelreg.layout import blob_key
-from modelreg.storage import open_storage
 from modelreg.storage.ssh import backend as ssh
 from modelreg.storage.ssh import pipeline as ssh_pipeline
-from modelreg.storage.local import TEMP_PREFIX
 from modelreg.storage.ssh.backend import SSHStorage
 from modelreg.storage.ssh.connect import parse_ssh_url
+from tests.servers.ssh import SshdServer, free_port, generate_key
 
 pytestmark = pytest.mark.ssh
 
@@ -58,16 +59,6 @@ def openssh_fingerprint(public_key: Path) -> str:
                           text=True).stdout.split()[1]
 
 
-def test_open_storage_chooses_the_ssh_backend(ssh_remote: RemoteSpec):
-    with open_storage(ssh_remote) as opened:
-        assert isinstance(opened, SSHStorage)
-
-
-def test_bytes_round_trip(storage: SSHStorage):
-    storage.write("models/emotion/v1/manifest.json", b'{"a": 1}')
-
-    assert read_bytes(storage, "models/emotion/v1/manifest.json") == b'{"a": 1}'
-    assert storage.stat("models/emotion/v1/manifest.json") == 8
 
 
 @pytest.fixture(params=["one connection", "two connections"])
@@ -84,25 +75,20 @@ def test_large_file_round_trip_keeps_every_byte(storage: SSHStorage, streams: in
     payload = tmp_path / "weights.h5"
     payload.write_bytes(os.urandom(20 * 1024 * 1024 + 12345))
     digest = hashlib.sha256(payload.read_bytes()).hexdigest()
-    uploaded, downloaded = [], []
+    uploaded = []
 
     storage.write(blob_key(digest), payload, create_only=True, sha256=digest, progress=uploaded.append)
     with open(tmp_path / "copy", "wb") as out:
         sink = HashingSink(out)
-        storage.read(blob_key(digest), sink, progress=downloaded.append)
+        storage.read(blob_key(digest), sink)
 
     assert sink.hexdigest() == digest
-    assert sum(uploaded) == sum(downloaded) == payload.stat().st_size
+    assert sum(uploaded) == sink.size == payload.stat().st_size
     assert storage._pool._count == streams
 
 
-def test_read_from_an_offset_returns_the_tail(storage: SSHStorage):
-    storage.write("blob", bytes(range(256)) * 4)
 
-    assert read_bytes(storage, "blob", offset=1000) == (bytes(range(256)) * 4)[1000:]
-
-
-def test_create_only_refuses_a_second_write_and_leaves_no_temp_file(storage: SSHStorage, ssh_remote):
+def test_refused_create_only_write_leaves_no_temp_file(storage: SSHStorage, ssh_remote):
     storage.write("tags/emotion/prod.json", b"first", create_only=True)
 
     with pytest.raises(AlreadyExists, match="tags/emotion/prod.json"):
@@ -112,41 +98,12 @@ def test_create_only_refuses_a_second_write_and_leaves_no_temp_file(storage: SSH
     assert os.listdir(remote_root(ssh_remote) / "tags" / "emotion") == ["prod.json"]
 
 
-def test_overwrite_replaces_the_object(storage: SSHStorage):
-    storage.write("tags/emotion/latest.json", b"v1")
-    storage.write("tags/emotion/latest.json", b"version 2")
-
-    assert read_bytes(storage, "tags/emotion/latest.json") == b"version 2"
 
 
-def test_list_is_recursive_sorted_and_skips_temp_files(storage: SSHStorage, ssh_remote: RemoteSpec):
-    for key in ("models/b/v1/manifest.json", "models/a/v2/manifest.json", "tags/a/prod.json"):
-        storage.write(key, b"x")
-    (remote_root(ssh_remote) / "models" / "a" / f"{TEMP_PREFIX}123-manifest.json").write_bytes(b"")
-
-    assert storage.list("models/") == ["models/a/v2/manifest.json", "models/b/v1/manifest.json"]
-    assert storage.list("") == ["models/a/v2/manifest.json", "models/b/v1/manifest.json",
-                                "tags/a/prod.json"]
-    assert storage.list("nothing/here") == []
-
-
-def test_delete_removes_and_ignores_a_missing_key(storage: SSHStorage):
-    storage.write("blob", b"x")
-
-    storage.delete("blob")
-    storage.delete("blob")
-
-    assert storage.stat("blob") is None
-
-
-def test_missing_key_raises_not_found(storage: SSHStorage):
-    with pytest.raises(NotFound, match="nope"):
-        read_bytes(storage, "nope")
-    assert storage.stat("nope") is None
 
 
 @pytest.mark.parametrize("size", [1000, 12 * 1024 * 1024])
-def test_sink_exception_propagates_and_the_storage_stays_usable(storage: SSHStorage, streams, size: int):
+def test_sink_exception_propagates_over_one_or_two_connections(storage: SSHStorage, streams, size: int):
     storage.write("blob", os.urandom(size))
 
     with pytest.raises(OverflowError):
@@ -154,26 +111,6 @@ def test_sink_exception_propagates_and_the_storage_stays_usable(storage: SSHStor
 
     assert len(read_bytes(storage, "blob")) == size
 
-
-def test_parallel_writes_and_reads_from_threads(storage: SSHStorage):
-    payloads = {f"blobs/{i}": os.urandom(300_000 + i) for i in range(12)}
-    errors = []
-
-    def move(key: str) -> None:
-        try:
-            storage.write(key, payloads[key])
-            assert read_bytes(storage, key) == payloads[key]
-        except Exception as exc:  # collected and asserted below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=move, args=(key,)) for key in payloads]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-
-    assert errors == []
-    assert storage.list("blobs") == sorted(payloads)
 
 
 def test_file_copied_in_by_scp_is_readable_with_its_sha256(sshd_server: SshdServer, ssh_remote, tmp_path):

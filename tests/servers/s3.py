@@ -1,8 +1,10 @@
-"""A real SeaweedFS S3 server for the tests (and `bench/bench_s3.py`), on free loopback ports.
+"""A real SeaweedFS S3 server for the tests (and `bench.bench_s3`), on free loopback ports.
 
-`SeaweedServer` is a plain class so the benchmark can start the same server without
-pytest. Access keys are enforced (an identities file is passed with `-s3.config`):
-a full-access identity and a read-only one, both with random per-session secrets.
+Plain classes and helpers, no pytest: the fixtures in tests/conftest.py and the
+benchmark start the same server. Access keys are enforced (an identities file is
+passed with `-s3.config`): a full-access identity and a read-only one, both with
+random per-session secrets. The server runs in its own process group and `stop()`
+kills that group by pid.
 """
 
 from __future__ import annotations
@@ -16,13 +18,8 @@ import socket
 import subprocess
 import sys
 import time
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
-
-import pytest
-
-from modelreg.config import RemoteSpec
 
 REGION = "us-east-1"
 GRPC_OFFSET = 10000
@@ -127,7 +124,7 @@ class SeaweedServer:
         path.chmod(0o600)
         return path
 
-    def start(self, timeout: float = 60.0) -> "SeaweedServer":
+    def start(self, timeout: float = 60.0) -> SeaweedServer:
         """Start the server and wait until an authenticated S3 request succeeds."""
         data_dir = self.workdir / "data"
         data_dir.mkdir(parents=True, exist_ok=True)
@@ -170,7 +167,7 @@ class SeaweedServer:
                 client.put_object(Bucket=probe_bucket, Key="probe", Body=b"ready")
                 client.close()
                 return
-            except Exception as exc:  # noqa: BLE001 - any failure means "not ready yet"
+            except Exception as exc:
                 last_error = exc
                 time.sleep(0.25)
         client.close()
@@ -232,43 +229,29 @@ class SeaweedServer:
             for socket_path in self._sockets:
                 socket_path.unlink(missing_ok=True)
 
-    def __enter__(self) -> "SeaweedServer":
+    def __enter__(self) -> SeaweedServer:
         return self.start()
 
     def __exit__(self, *exc_info) -> None:
         self.stop()
 
 
-@pytest.fixture(scope="session")
-def seaweed(tmp_path_factory: pytest.TempPathFactory):
-    """One SeaweedFS for the whole session; fails (never skips) when `weed` is missing."""
-    try:
-        server = SeaweedServer(tmp_path_factory.mktemp("seaweedfs"))
-    except RuntimeError as exc:
-        pytest.fail(str(exc), pytrace=False)
-    with server:
-        yield server
-
-
-@pytest.fixture(scope="session")
-def s3_server(seaweed: SeaweedServer) -> S3Server:
-    """Endpoint and keys (valid, read-only, wrong secret, unknown key) for error tests."""
+def keys_for_tests(server: SeaweedServer) -> S3Server:
+    """The server's endpoint and keys, plus a wrong secret and an unknown key for error tests."""
     return S3Server(
-        endpoint_url=seaweed.endpoint_url,
-        admin=seaweed.admin,
-        read_only=seaweed.read_only,
-        wrong_secret=S3Keys(seaweed.admin.access_key, secrets.token_urlsafe(24)),
+        endpoint_url=server.endpoint_url,
+        admin=server.admin,
+        read_only=server.read_only,
+        wrong_secret=S3Keys(server.admin.access_key, secrets.token_urlsafe(24)),
         unknown_key=S3Keys("MRNOSUCHKEY000", secrets.token_urlsafe(24)),
     )
 
 
-@pytest.fixture(scope="session")
-def s3_bucket(seaweed: SeaweedServer) -> str:
-    return seaweed.ensure_bucket("modelreg-test")
+def use_s3_keys(monkeypatch, keys: S3Keys | None) -> None:
+    """Make boto3's default chain see exactly `keys` (or no credentials at all).
 
-
-def use_s3_keys(monkeypatch: pytest.MonkeyPatch, keys: S3Keys | None) -> None:
-    """Make boto3's default chain see exactly `keys` (or no credentials at all)."""
+    `monkeypatch` is anything with pytest's `setenv`/`delenv` (so changes are undone).
+    """
     for name in (*_AWS_PROFILE_VARIABLES, "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
@@ -279,11 +262,3 @@ def use_s3_keys(monkeypatch: pytest.MonkeyPatch, keys: S3Keys | None) -> None:
     if keys is not None:
         monkeypatch.setenv("AWS_ACCESS_KEY_ID", keys.access_key)
         monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", keys.secret_key)
-
-
-@pytest.fixture
-def s3_remote(s3_server: S3Server, s3_bucket: str, monkeypatch: pytest.MonkeyPatch) -> RemoteSpec:
-    """A fresh, empty registry root (unique prefix) on the session's SeaweedFS bucket."""
-    use_s3_keys(monkeypatch, s3_server.admin)
-    return RemoteSpec(url=f"s3://{s3_bucket}/t-{uuid.uuid4().hex[:12]}",
-                      options={"endpoint_url": s3_server.endpoint_url})

@@ -1,8 +1,7 @@
 """A real OpenSSH sshd on a free loopback port, for the SSH backend's tests and benchmark.
 
-`SshdServer` is plain Python (no pytest) so `bench/bench_ssh.py` can start the same
-server. The pytest fixtures below start it once per session and hand each test a
-`RemoteSpec` for a fresh, empty registry directory with an isolated `$HOME`.
+Plain classes and helpers, no pytest: the fixtures in tests/conftest.py and
+`bench.bench_ssh` start the same server, which `stop()` ends by its pid.
 """
 
 from __future__ import annotations
@@ -14,15 +13,9 @@ import shutil
 import signal
 import socket
 import subprocess
-import tempfile
 import time
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
-
-import pytest
-
-from modelreg.config import RemoteSpec
 
 SSHD = Path("/usr/sbin/sshd")
 SSH_KEYGEN = "ssh-keygen"
@@ -84,7 +77,7 @@ class SshdServer:
         except KeyError:
             return None
 
-    def start(self) -> "SshdServer":
+    def start(self) -> SshdServer:
         if not SSHD.exists():
             raise RuntimeError(f"{SSHD} is missing: install the openssh-server package "
                                f"(apt-get install openssh-server) to run the SSH tests.")
@@ -171,47 +164,8 @@ class SshdServer:
     def url(self, path: str, user: str | None = None) -> str:
         return f"ssh://{user or self.user}@127.0.0.1:{self.port}{path}"
 
-    def __enter__(self) -> "SshdServer":
+    def __enter__(self) -> SshdServer:
         return self.start()
 
     def __exit__(self, *exc_info) -> None:
         self.stop()
-
-
-@pytest.fixture(scope="session")
-def sshd_server():
-    """One sshd for the whole session: exposes `port`, `user`, `host_key`, `client_key`.
-
-    Its directory is not under pytest's (0700) temp root, so that the unprivileged
-    account of the permission test can reach authorized_keys.
-    """
-    workdir = Path(tempfile.mkdtemp(prefix="modelreg-sshd-"))
-    server = SshdServer(workdir)
-    try:
-        server.start()
-    except RuntimeError as exc:
-        shutil.rmtree(workdir, ignore_errors=True)
-        pytest.fail(str(exc), pytrace=False)
-    yield server
-    server.stop()
-    shutil.rmtree(workdir, ignore_errors=True)
-
-
-@pytest.fixture
-def ssh_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A fresh $HOME (so ~/.ssh is empty) and no ssh-agent: only the keys a test names are used."""
-    home = tmp_path / "ssh-home"
-    home.mkdir()
-    monkeypatch.setenv("HOME", str(home))
-    monkeypatch.delenv("SSH_AUTH_SOCK", raising=False)
-    return home
-
-
-@pytest.fixture
-def ssh_remote(sshd_server: SshdServer, ssh_home: Path, tmp_path: Path) -> RemoteSpec:
-    """A fresh, empty registry directory on the session's sshd, trusted through a modelreg known_hosts."""
-    known_hosts = sshd_server.write_known_hosts(tmp_path / "modelreg_known_hosts")
-    root = tmp_path / f"ssh-registry-{uuid.uuid4().hex[:8]}"
-    return RemoteSpec(url=sshd_server.url(str(root)),
-                      options={"identity_file": str(sshd_server.client_key),
-                               "known_hosts": str(known_hosts)})

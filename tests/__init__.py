@@ -1,0 +1,1 @@
+"""modelreg's test suite (a package, so `bench/` can import `tests.servers`)."""
