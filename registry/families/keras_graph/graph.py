@@ -148,18 +148,20 @@ class _Parser:
                 raise _fail("two layers share this name", layer_name)
             stored[layer_name] = (entry, [self._node(node, entry, layer_name) for node in nodes])
         used = _used_layers(stored, [ref.layer for ref in inputs + outputs])
-        parsed, offsets = [], {}
+        parsed, call_offsets, end_offsets = [], {}, {}
         for layer_name, (entry, calls) in stored.items():
             if layer_name in used:
                 layer = self._layer(entry, calls, layer_name)
-                offsets[layer_name] = self._first_node_offset(layer, entry)
+                call_offsets[layer_name], end_offsets[layer_name] = self._first_node_offsets(
+                    layer, entry)
                 parsed.append(layer)
         counts = {layer.name: max(len(layer.calls), 1 if layer.kind == "input" else 0)
                   for layer in parsed}
-        fix = lambda value: _renumber(value, offsets, counts)  # noqa: E731
+        fix = lambda value: _renumber(value, call_offsets, counts)  # noqa: E731
         parsed = [_with_calls(layer, tuple(Call(fix(c.args), fix(c.kwargs)) for c in layer.calls))
                   for layer in parsed]
-        inputs, outputs = [fix(ref) for ref in inputs], [fix(ref) for ref in outputs]
+        inputs = [_renumber(ref, end_offsets, counts) for ref in inputs]
+        outputs = [_renumber(ref, end_offsets, counts) for ref in outputs]
         for ref in inputs:
             if next(layer for layer in parsed if layer.name == ref.layer).kind != "input":
                 raise _fail("a model input is not an InputLayer", ref.layer)
@@ -167,15 +169,24 @@ class _Parser:
         return KerasGraph(str(config.get("name", name)), self.major, tuple(parsed), tuple(inputs),
                           tuple(outputs), unused)
 
-    def _first_node_offset(self, layer: LayerNode, entry: dict) -> int:
+    def _first_node_offsets(self, layer: LayerNode, entry: dict) -> tuple[int, int]:
+        """How far stored node indices of `layer` are shifted, in call arguments and in endpoints.
+
+        A nested model built on an Input owns a node from its own construction.
+        tf.keras 2 counts it everywhere (for Functional, and for Sequential
+        starting with an InputLayer); Keras 3 counts it only for a Functional,
+        and only in `input_layers`/`output_layers`.
+        """
         if layer.kind != "model":
-            return 0
-        if entry["class_name"] in ("Functional", "Model"):
-            return 1
+            return 0, 0
+        functional = entry["class_name"] in ("Functional", "Model")
+        if self.major == 3:
+            return 0, int(functional)
         first = (entry["config"].get("layers") or [{}])[0]
-        return int(self.major == 2 and isinstance(first, dict) and (
+        shifted = functional or (isinstance(first, dict) and (
             first.get("class_name") == "InputLayer"
             or "batch_input_shape" in (first.get("config") or {})))
+        return int(shifted), int(shifted)
 
     def _endpoints(self, value: Any, name: str) -> list[TensorRef]:
         if _is_history(value):
@@ -248,7 +259,8 @@ class _Parser:
         self._check_origin(entry, class_name, name, _LAYER_MODULES)
         if class_name in OP_CLASSES:
             return self._op(config, calls, name, class_name)
-        if self.major == 3 and class_name in KERAS3_OP_RULES:
+        if self.major == 3 and class_name in KERAS3_OP_RULES and not (
+                class_name in layer_rules.LAYER_RULES and {"dtype", "trainable"} & set(config)):
             return self._keras3_op(config, calls, name, class_name)
         if class_name not in layer_rules.LAYER_RULES:
             raise _fail(f"layer class {class_name!r} is not allowlisted", name, class_name)

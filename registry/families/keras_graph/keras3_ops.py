@@ -21,7 +21,7 @@ from .ops import CAST_DTYPES, OpRule, check_bound_constants
 
 
 def _axis(value: Any, major: int) -> Any:
-    return None if value is None else (int_tuple(value, major) if isinstance(value, list)
+    return None if value is None else (int_tuple(value, major) if isinstance(value, (list, tuple))
                                        else integer(value, major))
 
 

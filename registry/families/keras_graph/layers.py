@@ -87,14 +87,14 @@ def number(value: Any, major: int) -> float:
 def int_tuple(value: Any, major: int) -> tuple[int, ...]:
     if isinstance(value, int) and not isinstance(value, bool):
         return (value,)
-    if not isinstance(value, list) or not all(
+    if not isinstance(value, (list, tuple)) or not all(
             isinstance(item, int) and not isinstance(item, bool) for item in value):
         raise BadValue(f"expected a list of integers, got {value!r}")
     return tuple(value)
 
 
 def shape_tuple(value: Any, major: int) -> tuple[int | None, ...]:
-    if not isinstance(value, list) or not all(
+    if not isinstance(value, (list, tuple)) or not all(
             item is None or (isinstance(item, int) and not isinstance(item, bool)) for item in value):
         raise BadValue(f"expected a shape (list of integers or null), got {value!r}")
     return tuple(value)
@@ -133,6 +133,7 @@ class LayerRule:
 
     params: Mapping[str, Check] = field(default_factory=dict)
     fixed: Mapping[str, Any] = field(default_factory=dict)
+    ignored: frozenset[str] = frozenset()
     call_kwargs: frozenset[str] = frozenset()
     renamed: Mapping[str, str] = field(default_factory=dict)
     hyperparameters: tuple[str, ...] = ()
@@ -206,13 +207,14 @@ LAYER_RULES: Mapping[str, LayerRule] = MappingProxyType({
         params={"num_heads": positive, "key_dim": positive, "value_dim": optional(positive),
                 "use_bias": boolean, "output_shape": optional(int_tuple),
                 "attention_axes": optional(int_tuple)},
-        fixed={"use_gate": False, "sliding_window": None},
+        fixed={"use_gate": False, "sliding_window": None, "softmax_robust_masking": False},
         call_kwargs=frozenset({"value", "key", "attention_mask", "return_attention_scores",
                                "training", "use_causal_mask", "query_mask", "value_mask",
                                "key_mask"}),
         hyperparameters=("num_heads", "key_dim")),
     "Dropout": _identity("rate", "noise_shape"),
-    "SpatialDropout1D": _identity("rate"),
+    "SpatialDropout1D": LayerRule(params={"rate": number}, ignored=frozenset({"noise_shape"}),
+                                  call_kwargs=_MASK),
     "GaussianNoise": _identity("stddev"),
     "GaussianDropout": _identity("rate"),
     "ActivityRegularization": _identity("l1", "l2"),
@@ -262,7 +264,7 @@ def normalize_params(class_name: str, config: Mapping[str, Any], major: int) -> 
                 raise BadValue(f"config key {key!r}: {exc}") from None
         elif key == "causal" and class_name in ("Attention", "AdditiveAttention"):
             params["causal"] = boolean(value, major)
-        elif not is_ignored(key):
+        elif not (is_ignored(key) or key in rule.ignored):
             raise BadValue(f"unknown config key {key!r} (it may change the computation, so it is "
                            "refused rather than dropped)")
     if class_name in RNN_CLASSES and major == 2:

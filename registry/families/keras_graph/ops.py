@@ -27,7 +27,7 @@ CAST_DTYPES = ("float16", "float32", "float64", "int8", "int32", "int64", "uint8
 
 
 def _axis(value: Any, major: int) -> Any:
-    return None if value is None else (int_tuple(value, major) if isinstance(value, list)
+    return None if value is None else (int_tuple(value, major) if isinstance(value, (list, tuple))
                                        else integer(value, major))
 
 
@@ -37,7 +37,7 @@ def _none(value: Any, major: int) -> None:
 
 
 def _slice_spec(value: Any, major: int) -> tuple:
-    items = value if isinstance(value, list) else [value]
+    items = value if isinstance(value, (list, tuple)) else [value]
     spec = []
     for item in items:
         if isinstance(item, dict):
@@ -52,7 +52,7 @@ def _slice_spec(value: Any, major: int) -> tuple:
             spec.append(("newaxis",))
         else:
             spec.append(("index", integer(item, major)))
-    return ("tuple" if isinstance(value, list) else "single", tuple(spec))
+    return ("tuple" if isinstance(value, (list, tuple)) else "single", tuple(spec))
 
 
 def _slice_key(spec: tuple) -> Any:
