@@ -287,6 +287,11 @@ class _Parser:
         if "layer" in rule.sublayers and "layer" not in sublayers:
             raise _fail("the wrapped layer config is missing", name, class_name)
         causal = params.pop("causal", False)
+        if self.major == 2 and (class_name in layer_rules.RNN_CLASSES or class_name == "Bidirectional"):
+            try:
+                calls = [_refuse_keras2_initial_state(call) for call in calls]
+            except layer_rules.BadValue as exc:
+                raise _fail(str(exc), name, class_name) from None
         checked = []
         for call in calls:
             kwargs = self._layer_kwargs(call.kwargs, rule.call_kwargs, name, class_name)
@@ -356,6 +361,16 @@ class _Parser:
             return parse_keras3_node(node)
         except layer_rules.BadValue as exc:
             raise _fail(f"malformed inbound node: {exc}", name, str(entry.get("class_name"))) from None
+
+
+def _refuse_keras2_initial_state(call: Call) -> Call:
+    """Refuse tf.keras 2 `rnn(x, initial_state=s)` (stored as one input list `[x, *s]`)."""
+    first = call.args[0] if call.args else None
+    if isinstance(first, tuple) and len(first) >= 2 or "initial_state" in call.kwargs:
+        raise layer_rules.BadValue(
+            "tf.keras 2 called this recurrent layer with initial_state; under a mask tf.keras 2 "
+            "and Keras 3 compute such a graph differently, so it is not rebuilt")
+    return call
 
 
 def _check_keys(config: dict, allowed: set[str], name: str, class_name: str = "") -> None:
