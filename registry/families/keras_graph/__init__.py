@@ -26,10 +26,11 @@ from typing import Any
 
 from .build import CustomLayers, build_model
 from .errors import UnsupportedGraph, WeightMismatch
-from .graph import KerasGraph, parse_model_config
+from .graph import KerasGraph
 from .hdf5 import check_hdf5_safety, read_model_config
 from .layers import supported_layers
 from .ops import supported_ops
+from .parser import parse_model_config
 from .summary import describe, graph_digest
 from .weights import load_weights
 

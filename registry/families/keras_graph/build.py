@@ -11,14 +11,15 @@ Keras is imported only when `build_model` runs.
 
 from __future__ import annotations
 
+import contextlib
 import functools
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from .errors import UnsupportedGraph
 from .graph import KerasGraph, LayerNode
-from .nodes import TensorRef
 from .keras3_ops import KERAS3_OP_RULES
+from .nodes import TensorRef
 from .ops import OP_RULES
 
 _OP_TABLES = {"tf": OP_RULES, "keras3": KERAS3_OP_RULES}
@@ -150,14 +151,16 @@ class _Builder:
                 spec = node.input
                 produced[(node.name, 0)] = [keras.Input(batch_shape=spec.shape, dtype=spec.dtype,
                                                         name=spec.name)]
-            elif node.kind == "op":
-                made[node.name], op_refs[node.name] = self.op(node)
-            elif node.kind == "model":
-                made[node.name] = self.model(node.model, node.name)
-            elif node.kind == "custom":
-                made[node.name] = self.custom(node)
             else:
-                made[node.name] = self.standard(node)
+                with _keras_refusal(node):
+                    if node.kind == "op":
+                        made[node.name], op_refs[node.name] = self.op(node)
+                    elif node.kind == "model":
+                        made[node.name] = self.model(node.model, node.name)
+                    elif node.kind == "custom":
+                        made[node.name] = self.custom(node)
+                    else:
+                        made[node.name] = self.standard(node)
         done = {node.name: 0 for node in graph.layers}
         progress = True
         while progress:
@@ -166,8 +169,9 @@ class _Builder:
                 while done[node.name] < len(node.calls):
                     index = done[node.name]
                     try:
-                        outputs = self.call(node, made[node.name], index, produced,
-                                            op_refs.get(node.name))
+                        with _keras_refusal(node):
+                            outputs = self.call(node, made[node.name], index, produced,
+                                                op_refs.get(node.name))
                     except _NotReady:
                         break
                     produced[(node.name, index)] = keras.tree.flatten(outputs)
@@ -209,6 +213,18 @@ class _Builder:
         args = [self.resolve(arg, produced) for arg in call.args]
         kwargs = {key: self.resolve(value, produced) for key, value in call.kwargs.items()}
         return layer(*args, **kwargs)
+
+
+@contextlib.contextmanager
+def _keras_refusal(node: LayerNode) -> Iterator[None]:
+    """Turn Keras rejecting a validated layer or call (e.g. incompatible shapes) into a refusal."""
+    try:
+        yield
+    except UnsupportedGraph:
+        raise
+    except (ValueError, TypeError) as exc:
+        raise UnsupportedGraph(f"Keras 3 rejects this layer or call: {str(exc)[:300]}",
+                               layer=node.name, class_name=node.class_name) from None
 
 
 class _NotReady(Exception):

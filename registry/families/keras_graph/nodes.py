@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from .errors import UnsupportedGraph
 from .layers import BadValue
 
 
@@ -130,3 +131,50 @@ def parse_keras3_node(node: Any) -> Call:
         raise BadValue("args must be a non-empty list and kwargs an object")
     return Call(tuple(_keras3_value(arg) for arg in args),
                 {str(key): _keras3_value(value) for key, value in kwargs.items()})
+
+
+def _refs(value: Any) -> list[str]:
+    if isinstance(value, TensorRef):
+        return [value.layer]
+    if isinstance(value, (tuple, list)):
+        return [name for item in value for name in _refs(item)]
+    if isinstance(value, dict):
+        return [name for item in value.values() for name in _refs(item)]
+    return []
+
+
+def used_layers(stored: Mapping[str, tuple[Any, list[Call]]], roots: list[str]) -> set[str]:
+    """Names of the layers that the given layers (model inputs and outputs) depend on."""
+    used: set[str] = set()
+    pending = list(roots)
+    while pending:
+        name = pending.pop()
+        if name in used:
+            continue
+        if name not in stored:
+            raise UnsupportedGraph(f"a node refers to unknown layer {name!r}", layer=name)
+        used.add(name)
+        for call in stored[name][1]:
+            pending.extend(_refs(call.args) + _refs(call.kwargs))
+    return used
+
+
+def renumber(value: Any, offsets: Mapping[str, int], counts: Mapping[str, int]) -> Any:
+    """`value` with each stored node index shifted by its layer's offset into a call index.
+
+    Raises `UnsupportedGraph` for a reference to an unknown layer or a call that does not exist.
+    """
+    if isinstance(value, TensorRef):
+        if value.layer not in offsets:
+            raise UnsupportedGraph(f"a node refers to unknown layer {value.layer!r}",
+                                   layer=value.layer)
+        node = value.node - offsets[value.layer]
+        if not 0 <= node < counts[value.layer] or value.tensor < 0:
+            raise UnsupportedGraph(f"a node refers to call {value.node} output {value.tensor}, "
+                                   "which does not exist", layer=value.layer)
+        return TensorRef(value.layer, node, value.tensor)
+    if isinstance(value, tuple):
+        return tuple(renumber(item, offsets, counts) for item in value)
+    if isinstance(value, dict):
+        return {key: renumber(item, offsets, counts) for key, item in value.items()}
+    return value

@@ -13,9 +13,15 @@ import numpy as np
 import pytest
 
 from registry.errors import InvalidArtifact, NotFound
-from registry.families.keras_graph import (UnsupportedGraph, WeightMismatch, check_hdf5_safety,
-                                           load_model_from_h5, read_graph, supported_layers,
-                                           supported_ops)
+from registry.families.keras_graph import (
+    UnsupportedGraph,
+    WeightMismatch,
+    check_hdf5_safety,
+    load_model_from_h5,
+    read_graph,
+    supported_layers,
+    supported_ops,
+)
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -187,7 +193,8 @@ def test_reading_a_graph_imports_neither_keras_nor_tensorflow(tmp_path):
             "('tensorflow', 'keras', 'tf_keras'))\n"
             "assert not loaded, loaded\n")
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                            check=False)
     assert result.returncode == 0, result.stderr
     assert len(result.stdout.strip()) == 64
 
@@ -216,3 +223,20 @@ def test_hand_written_graph_rebuilds_and_computes(tmp_path):
     model = load_model_from_h5(_write(tmp_path / "m.h5", DENSE_K2))
     out = model.predict(np.array([[1.0, 2.0, 0.5, 0.0], [-1.0, 0.0, 0.0, 0.0]], "float32"), verbose=0)
     np.testing.assert_allclose(out, [[3.5, 3.5], [0.0, 0.0]])
+
+
+@pytest.mark.tf
+def test_keras_rejecting_a_validated_graph_is_a_refusal(tmp_path):
+    config = json.loads(json.dumps(DENSE_K2))
+    config["config"]["layers"].append(
+        {"class_name": "Add", "name": "add", "config": {"name": "add", "dtype": "float32"},
+         "inbound_nodes": [[["x", 0, 0, {}], ["dense", 0, 0, {}]]]})
+    config["config"]["output_layers"] = [["add", 0, 0]]
+    _refused(_write(tmp_path / "m.h5", config), "'add'", "Keras 3 rejects",
+             call=load_model_from_h5)
+
+
+def test_odd_layer_names_are_refused(tmp_path):
+    config = json.loads(json.dumps(DENSE_K2))
+    config["config"]["layers"][1]["name"] = "../../etc"
+    _refused(_write(tmp_path / "m.h5", config), "layer name")
