@@ -15,7 +15,10 @@ set afterwards). Reading and parsing a graph does not import Keras or TensorFlow
 
 Supported layers: the data table `layers.LAYER_RULES` (`supported_layers()`);
 supported TF ops (tf.keras 2 `TFOpLambda` / `SlicingOpLambda`): `ops.OP_RULES`
-(`supported_ops()`). Anything else raises `UnsupportedGraph` naming the layer.
+(`supported_ops()`); Keras 3 operation nodes (`keras.ops` calls, including the
+mask computations Keras 3 records): `keras3_ops.KERAS3_OP_RULES`
+(`supported_keras3_ops()`). Anything else raises `UnsupportedGraph` naming the
+layer. Masks flow exactly as in the Keras that wrote the file; op layers pass none on.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from .build import CustomLayers, build_model
 from .errors import UnsupportedGraph, WeightMismatch
 from .graph import KerasGraph
 from .hdf5 import check_hdf5_safety, read_model_config
+from .keras3_ops import supported_keras3_ops
 from .layers import supported_layers
 from .ops import supported_ops
 from .parser import parse_model_config
@@ -36,7 +40,7 @@ from .weights import load_weights
 
 __all__ = ["KerasGraph", "UnsupportedGraph", "WeightMismatch", "build_model", "check_hdf5_safety",
            "describe", "graph_digest", "load_model_from_h5", "load_weights", "read_graph",
-           "supported_layers", "supported_ops"]
+           "supported_keras3_ops", "supported_layers", "supported_ops"]
 
 
 def read_graph(path: Path, source_name: str | None = None,

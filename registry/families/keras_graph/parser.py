@@ -26,7 +26,8 @@ INPUT_DTYPES = frozenset({"float16", "float32", "float64", "int32", "int64", "bo
 NEVER_CUSTOM = frozenset({"Lambda", "InputLayer", *MODEL_CLASSES, *OP_CLASSES})
 _ENTRY_KEYS = frozenset({"class_name", "config", "name", "inbound_nodes", "module",
                          "registered_name", "build_config", "compile_config"})
-_LAYER_MODULES = ("keras.layers", "keras.src.layers", "keras.src.ops")
+_LAYER_MODULES = ("keras.layers", "keras.src.layers")
+_OP_MODULES = ("keras.ops", "keras.src.ops")
 _MODEL_MODULES = ("keras", "keras.models", "keras.src.models", "keras.src.engine")
 
 
@@ -193,12 +194,14 @@ class _Parser:
                         class_name)
         if class_name in self.custom_classes:
             return LayerNode(name, class_name, "custom", calls=tuple(calls), raw_config=config)
-        self._check_origin(entry, class_name, name, _LAYER_MODULES)
         if class_name in OP_CLASSES:
+            self._check_origin(entry, class_name, name, _LAYER_MODULES)
             return self._op(config, calls, name, class_name)
         if self.major == 3 and class_name in KERAS3_OP_RULES and not (
                 class_name in layer_rules.LAYER_RULES and {"dtype", "trainable"} & set(config)):
+            self._check_origin(entry, class_name, name, _OP_MODULES)
             return self._keras3_op(config, calls, name, class_name)
+        self._check_origin(entry, class_name, name, _LAYER_MODULES)
         if class_name not in layer_rules.LAYER_RULES:
             raise _fail(f"layer class {class_name!r} is not allowlisted", name, class_name)
         return self._standard(class_name, config, calls, name)

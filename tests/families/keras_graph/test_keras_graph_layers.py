@@ -197,3 +197,22 @@ def test_keras2_initial_state_is_refused(k2, tmp_path):
     with pytest.raises(UnsupportedGraph, match="initial_state") as caught:
         read_graph(path)
     assert caught.value.layer == "continued"
+
+
+def _masked_nested_and_shared(K):
+    L = K.layers
+    inner = K.Sequential([K.Input((12, 16)), L.Dense(8, activation="tanh")], name="inner")
+    x = K.Input((12, 16))
+    shared = L.Dense(8, name="shared")
+    h = inner(L.Masking()(x))
+    h = L.LSTM(8, return_sequences=True)(h)
+    distributed = L.TimeDistributed(L.Dense(4))(h)
+    pooled = L.GlobalAveragePooling1D()(distributed)
+    return K.Model(x, L.Concatenate()([shared(pooled), shared(L.Dense(4)(pooled))]))
+
+
+@pytest.mark.parametrize("writer", WRITERS)
+def test_mask_through_nested_model_and_shared_layer(writer, request, roundtrip, sequences):
+    model = _masked_nested_and_shared(request.getfixturevalue(writer))
+    path, _ = roundtrip(model, sequences[0], f"nested-mask-{writer}.h5")
+    assert len(read_graph(path).layer("shared").calls) == 2

@@ -19,6 +19,7 @@ from registry.families.keras_graph import (
     check_hdf5_safety,
     load_model_from_h5,
     read_graph,
+    supported_keras3_ops,
     supported_layers,
     supported_ops,
 )
@@ -181,6 +182,7 @@ def test_supported_tables_are_plain_lists():
     assert "Attention" in layers and "Bidirectional" in layers and "Lambda" not in layers
     assert "linalg.matmul" in ops and "__operators__.getitem" in ops
     assert layers == sorted(layers) and ops == sorted(ops)
+    assert "NotEqual" in supported_keras3_ops() and "Any" in supported_keras3_ops()
 
 
 def test_reading_a_graph_imports_neither_keras_nor_tensorflow(tmp_path):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import h5py
 import numpy as np
 import pytest
@@ -24,6 +26,11 @@ def test_v9_with_length_mask_input_rebuilds_exactly(writer, request, roundtrip, 
     graph = read_graph(path)
     assert [name for name, _, _ in graph.inputs] == ["features", "mask"]
     assert graph.inputs[1] == ("mask", (None, 12), "bool")
+    summary = json.loads(json.dumps(graph.to_json()))
+    assert summary["outputs"] == ["classifier"]
+    assert summary["hyperparameters"]["classifier"] == {"units": 3}
+    assert summary["hyperparameters"]["bilstm/layer"] == {"units": 8}
+    assert summary["layers"]["Attention"] == 1
 
 
 @pytest.mark.parametrize("writer", ["k2", "k3"])
