@@ -18,7 +18,9 @@ supported TF ops (tf.keras 2 `TFOpLambda` / `SlicingOpLambda`): `ops.OP_RULES`
 (`supported_ops()`); Keras 3 operation nodes (`keras.ops` calls, including the
 mask computations Keras 3 records): `keras3_ops.KERAS3_OP_RULES`
 (`supported_keras3_ops()`). Anything else raises `UnsupportedGraph` naming the
-layer. Masks flow exactly as in the Keras that wrote the file; op layers pass none on.
+layer. Masks: op layers pass none on, as tf.keras 2 op layers and Keras 3
+operations do; standard layers use Keras 3's own mask handling, which the
+numeric tests check against files written by both Kerases.
 """
 
 from __future__ import annotations

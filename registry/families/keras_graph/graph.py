@@ -50,7 +50,11 @@ class KerasGraph:
     """Stored layers no model output depends on (Keras 3 records mask ops this way); not rebuilt."""
 
     def layer(self, name: str) -> LayerNode:
-        return next(node for node in self.layers if node.name == name)
+        """The top-level layer called `name` (KeyError if there is none)."""
+        for node in self.layers:
+            if node.name == name:
+                return node
+        raise KeyError(f"the graph has no top-level layer {name!r}")
 
     @property
     def inputs(self) -> list[tuple[str, tuple[int | None, ...], str]]:

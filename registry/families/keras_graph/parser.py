@@ -149,8 +149,8 @@ class _Parser:
                 raise _fail("the Sequential model records no input shape (it was never built)",
                             seq_name)
             input_name = f"{first.get('name', 'layer')}_input"
-            parsed.append(self._input(input_name, {"batch_shape": shape,
-                                                   "dtype": _dtype_name(first.get("dtype"))}))
+            dtype = _dtype_name(first.get("dtype")) or "float32"
+            parsed.append(self._input(input_name, {"batch_shape": shape, "dtype": dtype}))
         for entry in entries:
             layer_name = _layer_name(
                 _expect(entry.get("config"), dict, "config", seq_name).get("name"), seq_name)
@@ -234,6 +234,9 @@ class _Parser:
                 raise _fail(str(exc), name, class_name) from None
         checked = []
         for call in calls:
+            if any(not _only_tensors(arg) for arg in call.args[1:]):
+                raise _fail("a constant is passed positionally; only tensors are accepted "
+                            "positionally after the first argument", name, class_name)
             kwargs = self._layer_kwargs(call.kwargs, rule.call_kwargs, name, class_name)
             if causal:
                 kwargs["use_causal_mask"] = True
@@ -311,6 +314,12 @@ def _refuse_keras2_initial_state(call: Call) -> Call:
             "tf.keras 2 called this recurrent layer with initial_state; under a mask tf.keras 2 "
             "and Keras 3 compute such a graph differently, so it is not rebuilt")
     return call
+
+
+def _only_tensors(value: Any) -> bool:
+    if isinstance(value, tuple):
+        return all(_only_tensors(item) for item in value)
+    return isinstance(value, TensorRef)
 
 
 def _layer_name(value: Any, context: str) -> str:

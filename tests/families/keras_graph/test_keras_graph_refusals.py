@@ -242,3 +242,39 @@ def test_odd_layer_names_are_refused(tmp_path):
     config = json.loads(json.dumps(DENSE_K2))
     config["config"]["layers"][1]["name"] = "../../etc"
     _refused(_write(tmp_path / "m.h5", config), "layer name")
+
+
+def _keras3_dropout(args, kwargs):
+    tensor = {"class_name": "__keras_tensor__",
+              "config": {"shape": [None, 4], "dtype": "float32", "keras_history": ["x", 0, 0]}}
+    return {"class_name": "Functional", "config": {
+        "name": "m", "trainable": True,
+        "layers": [
+            {"class_name": "InputLayer", "name": "x", "inbound_nodes": [],
+             "config": {"batch_shape": [None, 4], "dtype": "float32", "name": "x"}},
+            {"class_name": "Dropout", "name": "drop",
+             "config": {"name": "drop", "rate": 0.5, "dtype": {
+                 "module": "keras", "class_name": "DTypePolicy", "config": {"name": "float32"},
+                 "registered_name": None}},
+             "inbound_nodes": [{"args": [tensor, *args], "kwargs": kwargs}]}],
+        "input_layers": ["x", 0, 0], "output_layers": ["drop", 0, 0]}}
+
+
+def test_keras3_calls_forcing_training_are_refused(tmp_path):
+    assert read_graph(_write(tmp_path / "ok.h5", _keras3_dropout([], {"training": False}),
+                             "3.15.1", weights=False)).layer("drop").calls[0].kwargs == {}
+    _refused(_write(tmp_path / "kw.h5", _keras3_dropout([], {"training": True}), "3.15.1",
+                    weights=False), "training=True", "'drop'")
+    _refused(_write(tmp_path / "pos.h5", _keras3_dropout([True], {}), "3.15.1", weights=False),
+             "positionally", "'drop'")
+
+
+def test_keras2_explicit_mask_none_is_refused(tmp_path):
+    config = json.loads(json.dumps(DENSE_K2))
+    config["config"]["layers"][1] = {
+        "class_name": "GlobalAveragePooling1D", "name": "pool",
+        "config": {"name": "pool", "dtype": "float32", "data_format": "channels_last",
+                   "keepdims": False},
+        "inbound_nodes": [[["x", 0, 0, {"mask": None}]]]}
+    config["config"]["output_layers"] = [["pool", 0, 0]]
+    _refused(_write(tmp_path / "m.h5", config, weights=False), "mask=None", "'pool'")
