@@ -17,7 +17,7 @@ from types import MappingProxyType
 from typing import Any
 
 from .layers import BadValue, boolean, choice, int_tuple, integer, optional
-from .ops import CAST_DTYPES, OpRule, check_bound_constants
+from .ops import CAST_DTYPES, OpRule, check_bound_constants, check_slice_spec, slice_key
 
 
 def _axis(value: Any, major: int) -> Any:
@@ -39,11 +39,17 @@ def _unary(name: str) -> OpRule:
     return OpRule(("x",), lambda ops, x: getattr(ops, name)(x), tensors=frozenset({"x"}))
 
 
+def _no_initial(value: Any, major: int) -> None:
+    if value is not None:
+        raise BadValue(f"an initial value is not supported, got {value!r}")
+
+
 def _reduce(name: str) -> OpRule:
-    return OpRule(("x", "axis", "keepdims"),
-                  lambda ops, x, axis=None, keepdims=False: getattr(ops, name)(
+    return OpRule(("x", "axis", "keepdims", "initial"),
+                  lambda ops, x, axis=None, keepdims=False, initial=None: getattr(ops, name)(
                       x, axis=axis, keepdims=keepdims),
-                  tensors=frozenset({"x"}), constants={"axis": _axis, "keepdims": boolean})
+                  tensors=frozenset({"x"}),
+                  constants={"axis": _axis, "keepdims": boolean, "initial": _no_initial})
 
 
 KERAS3_OP_RULES: Mapping[str, OpRule] = MappingProxyType({
@@ -67,6 +73,8 @@ KERAS3_OP_RULES: Mapping[str, OpRule] = MappingProxyType({
                                          "sparse": _false_or_none, "ragged": _false_or_none}),
     "Cast": OpRule(("x", "dtype"), lambda ops, x, dtype: ops.cast(x, dtype),
                    tensors=frozenset({"x"}), constants={"dtype": choice(*CAST_DTYPES)}),
+    "GetItem": OpRule(("x", "key"), lambda ops, x, key: x[slice_key(key)],
+                      tensors=frozenset({"x"}), constants={"key": check_slice_spec}),
     "Softmax": OpRule(("x", "axis"), lambda ops, x, axis=-1: ops.softmax(x, axis=axis),
                       tensors=frozenset({"x"}), constants={"axis": _axis}),
     "Transpose": OpRule(("x", "axes"), lambda ops, x, axes=None: ops.transpose(x, axes),

@@ -6,7 +6,9 @@ all other arguments by name, tensors inside as `[layer, node, tensor]`) or
 `["_CONSTANT_VALUE", -1, value, kwargs]`. Ordinary layers wrap a single input in
 a one-element list; op layers (`TFOpLambda`) keep the structure as called.
 Keras 3: `{"args": [...], "kwargs": {...}}` with tensors as
-`{"class_name": "__keras_tensor__", "config": {"keras_history": [layer, node, tensor]}}`.
+`{"class_name": "__keras_tensor__", "config": {"keras_history": [layer, node, tensor]}}`,
+slices as `__slice__` objects (kept as {start, stop, step}) and `...` as `__ellipsis__`
+(kept as "Ellipsis", the tf.keras 2 spelling).
 Both give a `Call` whose lists are tuples; anything else raises `BadValue`.
 """
 
@@ -108,6 +110,10 @@ def _keras3_value(value: Any) -> Any:
                     and all(_is_index(item) for item in history[1:])):
                 return TensorRef(*history)
             raise BadValue("a __keras_tensor__ without a [layer, node, tensor] keras_history")
+        if value["class_name"] == "__slice__" and isinstance(config, dict):
+            return _constant(config)
+        if value["class_name"] == "__ellipsis__":
+            return "Ellipsis"
         if value["class_name"] == "__tuple__" and isinstance(config, dict):
             items = config.get("value")
             if isinstance(items, list):

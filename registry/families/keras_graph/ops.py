@@ -36,7 +36,8 @@ def _none(value: Any, major: int) -> None:
         raise BadValue(f"only null is supported, got {value!r}")
 
 
-def _slice_spec(value: Any, major: int) -> tuple:
+def check_slice_spec(value: Any, major: int) -> tuple:
+    """A validated index: ints, {start, stop, step} slices, "Ellipsis" and null (new axis)."""
     items = value if isinstance(value, (list, tuple)) else [value]
     spec = []
     for item in items:
@@ -55,7 +56,8 @@ def _slice_spec(value: Any, major: int) -> tuple:
     return ("tuple" if isinstance(value, (list, tuple)) else "single", tuple(spec))
 
 
-def _slice_key(spec: tuple) -> Any:
+def slice_key(spec: tuple) -> Any:
+    """The Python index (tuple of slices, ints, Ellipsis, None) a checked slice spec stands for."""
     kind, items = spec
     parts = []
     for item in items:
@@ -179,9 +181,9 @@ OP_RULES: Mapping[str, OpRule] = MappingProxyType({
     "cast": OpRule(("x", "dtype"), lambda ops, x, dtype: ops.cast(x, dtype),
                    tensors=frozenset({"x"}), constants={"dtype": choice(*CAST_DTYPES)}),
     "__operators__.getitem": OpRule(("tensor", "slice_spec"),
-                                    lambda ops, tensor, slice_spec: tensor[_slice_key(slice_spec)],
+                                    lambda ops, tensor, slice_spec: tensor[slice_key(slice_spec)],
                                     tensors=frozenset({"tensor"}),
-                                    constants={"slice_spec": _slice_spec}),
+                                    constants={"slice_spec": check_slice_spec}),
 })
 
 OP_CLASSES = frozenset({"TFOpLambda", "SlicingOpLambda"})

@@ -216,3 +216,18 @@ def test_mask_through_nested_model_and_shared_layer(writer, request, roundtrip, 
     model = _masked_nested_and_shared(request.getfixturevalue(writer))
     path, _ = roundtrip(model, sequences[0], f"nested-mask-{writer}.h5")
     assert len(read_graph(path).layer("shared").calls) == 2
+
+
+def test_keras3_ops_in_the_graph_rebuild_exactly(k3, roundtrip, sequences):
+    ops, L = k3.ops, k3.layers
+    x = k3.Input((12, 16))
+    h = L.Dense(8)(x)
+    scores = ops.softmax(ops.matmul(h, ops.transpose(h, (0, 2, 1))) / 3.0, axis=-1)
+    attended = ops.matmul(scores, h)
+    first = attended[:, 0, 1:7]
+    summary = ops.mean(attended, axis=1) - ops.max(attended, axis=1)
+    expanded = L.Flatten()(ops.expand_dims(first, -1)[..., 0])
+    gate = ops.cast(ops.greater(ops.sum(x, axis=-1), 0.0), "float32")
+    out = L.Concatenate()([expanded, summary, ops.squeeze(ops.expand_dims(gate, 1), 1)])
+    path, _ = roundtrip(k3.Model(x, out), sequences[0], "keras3-ops.h5")
+    assert "GetItem" in read_graph(path).layer_classes
