@@ -278,3 +278,19 @@ def test_keras2_explicit_mask_none_is_refused(tmp_path):
         "inbound_nodes": [[["x", 0, 0, {"mask": None}]]]}
     config["config"]["output_layers"] = [["pool", 0, 0]]
     _refused(_write(tmp_path / "m.h5", config, weights=False), "mask=None", "'pool'")
+
+
+def test_digest_ignores_initializers_and_dtype_policy_spelling(tmp_path):
+    from registry.families.keras_graph import graph_digest
+
+    plain = _keras3_dropout([], {})
+    noisy = json.loads(json.dumps(plain))
+    noisy["config"]["layers"][1]["config"]["dtype"] = "float32"
+    noisy["config"]["layers"][1]["config"]["seed"] = 1234
+    noisy["config"]["name"] = "functional_17"
+    changed = json.loads(json.dumps(plain))
+    changed["config"]["layers"][1]["config"]["rate"] = 0.25
+    digests = [graph_digest(read_graph(_write(tmp_path / f"{i}.h5", config, "3.15.1",
+                                              weights=False)))
+               for i, config in enumerate((plain, noisy, changed))]
+    assert digests[0] == digests[1] != digests[2]
