@@ -30,7 +30,7 @@ def k3():
 @pytest.fixture
 def roundtrip(tmp_path: Path):
     """Save `model` as a full-model .h5, rebuild it safely, assert equal predictions; return both."""
-    from registry.families.keras_graph import load_model_from_h5
+    from modelreg.families.keras_graph import load_model_from_h5
 
     def check(model, inputs, name: str = "model.h5", custom_layers=None):
         path = tmp_path / name

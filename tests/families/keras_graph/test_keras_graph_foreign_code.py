@@ -8,7 +8,7 @@ import h5py
 import numpy as np
 import pytest
 
-from registry.families.keras_graph import UnsupportedGraph, load_model_from_h5, read_graph
+from modelreg.families.keras_graph import UnsupportedGraph, load_model_from_h5, read_graph
 
 pytestmark = pytest.mark.tf
 

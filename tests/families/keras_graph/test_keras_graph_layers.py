@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from registry.families.keras_graph import read_graph
+from modelreg.families.keras_graph import read_graph
 
 pytestmark = pytest.mark.tf
 WRITERS = ["k2", "k3"]
@@ -190,7 +190,7 @@ def test_keras3_initial_state_rebuilds_exactly(k3, roundtrip, sequences):
 
 def test_keras2_initial_state_is_refused(k2, tmp_path):
     """tf.keras 2 and Keras 3 disagree on such a graph under a mask (seen: |d| = 0.27), so refuse."""
-    from registry.families.keras_graph import UnsupportedGraph
+    from modelreg.families.keras_graph import UnsupportedGraph
 
     path = tmp_path / "initial-state-k2.h5"
     _initial_state(k2).save(path)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,8 +11,8 @@ import h5py
 import numpy as np
 import pytest
 
-from registry.errors import InvalidArtifact, NotFound
-from registry.families.keras_graph import (
+from modelreg.errors import InvalidArtifact, NotFound
+from modelreg.families.keras_graph import (
     UnsupportedGraph,
     WeightMismatch,
     check_hdf5_safety,
@@ -188,15 +187,14 @@ def test_supported_tables_are_plain_lists():
 def test_reading_a_graph_imports_neither_keras_nor_tensorflow(tmp_path):
     path = _write(tmp_path / "m.h5", DENSE_K2)
     code = ("import sys\n"
-            "from registry.families.keras_graph import read_graph, graph_digest\n"
+            "from modelreg.families.keras_graph import read_graph, graph_digest\n"
             f"graph = read_graph({str(path)!r})\n"
             "print(graph_digest(graph))\n"
             "loaded = sorted(m for m in sys.modules if m.split('.')[0] in "
             "('tensorflow', 'keras', 'tf_keras'))\n"
             "assert not loaded, loaded\n")
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                            check=False)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False,
+                            cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert len(result.stdout.strip()) == 64
 
@@ -281,7 +279,7 @@ def test_keras2_explicit_mask_none_is_refused(tmp_path):
 
 
 def test_digest_ignores_initializers_and_dtype_policy_spelling(tmp_path):
-    from registry.families.keras_graph import graph_digest
+    from modelreg.families.keras_graph import graph_digest
 
     plain = _keras3_dropout([], {})
     noisy = json.loads(json.dumps(plain))

@@ -8,8 +8,8 @@ import h5py
 import numpy as np
 import pytest
 
-from registry.families.keras_graph import graph_digest, read_graph
-from registry.family.architecture import build_model as build_v9
+from modelreg.families.keras_graph import graph_digest, read_graph
+from modelreg.families.v9.architecture import build_model as build_v9
 
 pytestmark = pytest.mark.tf
 
