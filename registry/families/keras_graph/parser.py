@@ -9,18 +9,27 @@ Layers no model output depends on are not validated or rebuilt, only listed
 
 from __future__ import annotations
 
-import re
 from collections.abc import Collection, Mapping
 from typing import Any
 
 from . import layers as layer_rules
-from .errors import UnsupportedGraph
 from .graph import InputSpec, KerasGraph, LayerNode
 from .keras3_ops import KERAS3_OP_RULES, check_keras3_op
 from .nodes import Call, TensorRef, parse_keras2_node, parse_keras3_node, renumber, used_layers
 from .ops import OP_CLASSES, check_op_arguments
+from .values import (
+    check_float32,
+    check_keys,
+    checked_layer_name,
+    dtype_name,
+    expect,
+    fail,
+    is_history,
+    only_tensors,
+    refuse_keras2_initial_state,
+    with_calls,
+)
 
-_NAME = re.compile(r"[A-Za-z0-9_.\-]{1,200}")
 MODEL_CLASSES = frozenset({"Functional", "Model", "Sequential"})
 INPUT_DTYPES = frozenset({"float16", "float32", "float64", "int32", "int64", "bool", "uint8"})
 NEVER_CUSTOM = frozenset({"Lambda", "InputLayer", *MODEL_CLASSES, *OP_CLASSES})
@@ -31,59 +40,48 @@ _OP_MODULES = ("keras.ops", "keras.src.ops")
 _MODEL_MODULES = ("keras", "keras.models", "keras.src.models", "keras.src.engine")
 
 
-def _fail(reason: str, layer: str = "", class_name: str = "") -> UnsupportedGraph:
-    return UnsupportedGraph(reason, layer=layer, class_name=class_name)
-
-
-def _expect(value: Any, kind: type | tuple[type, ...], what: str, layer: str = "") -> Any:
-    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
-        raise _fail(f"{what} must be a JSON {names}, got {type(value).__name__}", layer)
-    return value
-
-
 class _Parser:
     def __init__(self, major: int, custom_classes: Collection[str]) -> None:
         self.major = major
         self.custom_classes = frozenset(custom_classes) - NEVER_CUSTOM
 
     def model(self, entry: Any, name_hint: str = "model") -> KerasGraph:
-        entry = _expect(entry, dict, f"the model config of {name_hint!r}", name_hint)
-        class_name = _expect(entry.get("class_name"), str, "class_name", name_hint)
-        config = _expect(entry.get("config"), dict, f"config of model {name_hint!r}", name_hint)
+        entry = expect(entry, dict, f"the model config of {name_hint!r}", name_hint)
+        class_name = expect(entry.get("class_name"), str, "class_name", name_hint)
+        config = expect(entry.get("config"), dict, f"config of model {name_hint!r}", name_hint)
         self._check_origin(entry, class_name, name_hint, _MODEL_MODULES)
         if class_name == "Sequential":
             return self._sequential(config, name_hint)
         if class_name in ("Functional", "Model"):
             return self._functional(config, name_hint)
-        raise _fail(f"the stored model is a {class_name}, not a Functional or Sequential model "
+        raise fail(f"the stored model is a {class_name}, not a Functional or Sequential model "
                     "(subclassed models store no graph)", name_hint, class_name)
 
     def _check_origin(self, entry: dict, class_name: str, name: str, modules: tuple[str, ...]) -> None:
         unknown = sorted(set(entry) - _ENTRY_KEYS)
         if unknown:
-            raise _fail(f"unknown layer entry keys {unknown}", name, class_name)
+            raise fail(f"unknown layer entry keys {unknown}", name, class_name)
         module, registered = entry.get("module"), entry.get("registered_name")
         if module is not None and (not isinstance(module, str) or not any(
                 module == allowed or module.startswith(allowed + ".") for allowed in modules)):
-            raise _fail(f"module {module!r} is not the standard Keras module for {class_name}",
+            raise fail(f"module {module!r} is not the standard Keras module for {class_name}",
                         name, class_name)
         if registered not in (None, class_name):
-            raise _fail(f"registered_name {registered!r} points at user code, not the standard "
+            raise fail(f"registered_name {registered!r} points at user code, not the standard "
                         f"Keras {class_name}", name, class_name)
 
     def _functional(self, config: dict, name: str) -> KerasGraph:
-        _check_keys(config, {"name", "trainable", "layers", "input_layers", "output_layers"}, name)
-        entries = _expect(config.get("layers"), list, "layers", name)
+        check_keys(config, {"name", "trainable", "layers", "input_layers", "output_layers"}, name)
+        entries = expect(config.get("layers"), list, "layers", name)
         inputs = self._endpoints(config.get("input_layers"), name)
         outputs = self._endpoints(config.get("output_layers"), name)
         stored: dict[str, tuple[dict, list[Call]]] = {}
         for entry in entries:
-            entry = _expect(entry, dict, "a layer entry", name)
-            layer_name = _layer_name(entry.get("name"), name)
-            nodes = _expect(entry.get("inbound_nodes", []), list, "inbound_nodes", layer_name)
+            entry = expect(entry, dict, "a layer entry", name)
+            layer_name = checked_layer_name(entry.get("name"), name)
+            nodes = expect(entry.get("inbound_nodes", []), list, "inbound_nodes", layer_name)
             if layer_name in stored:
-                raise _fail("two layers share this name", layer_name)
+                raise fail("two layers share this name", layer_name)
             stored[layer_name] = (entry, [self._node(node, entry, layer_name) for node in nodes])
         used = used_layers(stored, [ref.layer for ref in inputs + outputs])
         parsed, call_offsets, end_offsets = [], {}, {}
@@ -95,14 +93,14 @@ class _Parser:
                 parsed.append(layer)
         counts = {layer.name: max(len(layer.calls), 1 if layer.kind == "input" else 0)
                   for layer in parsed}
-        parsed = [_with_calls(layer, tuple(
+        parsed = [with_calls(layer, tuple(
             Call(renumber(c.args, call_offsets, counts), renumber(c.kwargs, call_offsets, counts))
             for c in layer.calls)) for layer in parsed]
         inputs = [renumber(ref, end_offsets, counts) for ref in inputs]
         outputs = [renumber(ref, end_offsets, counts) for ref in outputs]
         for ref in inputs:
             if next(layer for layer in parsed if layer.name == ref.layer).kind != "input":
-                raise _fail("a model input is not an InputLayer", ref.layer)
+                raise fail("a model input is not an InputLayer", ref.layer)
         unused = tuple(sorted(set(stored) - used))
         return KerasGraph(str(config.get("name", name)), self.major, tuple(parsed), tuple(inputs),
                           tuple(outputs), unused)
@@ -127,35 +125,35 @@ class _Parser:
         return int(shifted), int(shifted)
 
     def _endpoints(self, value: Any, name: str) -> list[TensorRef]:
-        if _is_history(value):
+        if is_history(value):
             return [TensorRef(*value)]
-        value = _expect(value, list, "input_layers/output_layers", name)
-        if not value or not all(_is_history(item) for item in value):
-            raise _fail("input_layers/output_layers must list [layer, node, tensor] triples", name)
+        value = expect(value, list, "input_layers/output_layers", name)
+        if not value or not all(is_history(item) for item in value):
+            raise fail("input_layers/output_layers must list [layer, node, tensor] triples", name)
         return [TensorRef(*item) for item in value]
 
     def _sequential(self, config: dict, name: str) -> KerasGraph:
-        _check_keys(config, {"name", "trainable", "dtype", "layers", "build_input_shape"}, name)
-        entries = [_expect(e, dict, "a layer entry", name)
-                   for e in _expect(config.get("layers"), list, "layers", name)]
+        check_keys(config, {"name", "trainable", "dtype", "layers", "build_input_shape"}, name)
+        entries = [expect(e, dict, "a layer entry", name)
+                   for e in expect(config.get("layers"), list, "layers", name)]
         if not entries:
-            raise _fail("the Sequential model has no layers", name)
+            raise fail("the Sequential model has no layers", name)
         seq_name = str(config.get("name", name))
         parsed: list[LayerNode] = []
         if entries[0].get("class_name") != "InputLayer":
-            first = _expect(entries[0].get("config"), dict, "config", name)
+            first = expect(entries[0].get("config"), dict, "config", name)
             shape = first.get("batch_input_shape", config.get("build_input_shape"))
             if shape is None:
-                raise _fail("the Sequential model records no input shape (it was never built)",
+                raise fail("the Sequential model records no input shape (it was never built)",
                             seq_name)
             input_name = f"{first.get('name', 'layer')}_input"
-            dtype = _dtype_name(first.get("dtype")) or "float32"
+            dtype = dtype_name(first.get("dtype")) or "float32"
             parsed.append(self._input(input_name, {"batch_shape": shape, "dtype": dtype}))
         for entry in entries:
-            layer_name = _layer_name(
-                _expect(entry.get("config"), dict, "config", seq_name).get("name"), seq_name)
+            layer_name = checked_layer_name(
+                expect(entry.get("config"), dict, "config", seq_name).get("name"), seq_name)
             if any(layer.name == layer_name for layer in parsed):
-                raise _fail("two layers share this name", layer_name)
+                raise fail("two layers share this name", layer_name)
             calls = [] if entry.get("class_name") == "InputLayer" else [
                 Call((TensorRef(parsed[-1].name, 0, 0),), {})]
             parsed.append(self._layer({**entry, "name": layer_name}, calls, layer_name))
@@ -163,25 +161,25 @@ class _Parser:
                           (TensorRef(parsed[0].name, 0, 0),), (TensorRef(parsed[-1].name, 0, 0),))
 
     def _input(self, name: str, config: dict) -> LayerNode:
-        _check_keys(config, {"batch_input_shape", "batch_shape", "dtype", "sparse", "ragged", "name",
+        check_keys(config, {"batch_input_shape", "batch_shape", "dtype", "sparse", "ragged", "name",
                              "optional"}, name, "InputLayer")
         for flag in ("sparse", "ragged", "optional"):
             if config.get(flag, False) is not False:
-                raise _fail(f"{flag} inputs are not supported", name, "InputLayer")
+                raise fail(f"{flag} inputs are not supported", name, "InputLayer")
         shape = config.get("batch_shape", config.get("batch_input_shape"))
         try:
             shape = layer_rules.shape_tuple(shape, self.major)
         except layer_rules.BadValue as exc:
-            raise _fail(f"input shape: {exc}", name, "InputLayer") from None
+            raise fail(f"input shape: {exc}", name, "InputLayer") from None
         dtype = config.get("dtype", "float32")
         if dtype not in INPUT_DTYPES:
-            raise _fail(f"input dtype {dtype!r} is not one of {sorted(INPUT_DTYPES)}", name,
+            raise fail(f"input dtype {dtype!r} is not one of {sorted(INPUT_DTYPES)}", name,
                         "InputLayer")
         return LayerNode(name, "InputLayer", "input", input=InputSpec(name, shape, dtype))
 
     def _layer(self, entry: dict, calls: list[Call], name: str) -> LayerNode:
-        class_name = _expect(entry.get("class_name"), str, "class_name", name)
-        config = _expect(entry.get("config"), dict, "config", name)
+        class_name = expect(entry.get("class_name"), str, "class_name", name)
+        config = expect(entry.get("config"), dict, "config", name)
         if class_name == "InputLayer":
             self._check_origin(entry, class_name, name, _LAYER_MODULES)
             return self._input(name, config)
@@ -190,7 +188,7 @@ class _Parser:
             return LayerNode(name, class_name, "model", calls=tuple(self._plain_calls(calls, name)),
                              model=inner)
         if class_name == "Lambda":
-            raise _fail("Lambda layers carry Python code, which modelreg never runs", name,
+            raise fail("Lambda layers carry Python code, which modelreg never runs", name,
                         class_name)
         if class_name in self.custom_classes:
             return LayerNode(name, class_name, "custom", calls=tuple(calls), raw_config=config)
@@ -203,39 +201,39 @@ class _Parser:
             return self._keras3_op(config, calls, name, class_name)
         self._check_origin(entry, class_name, name, _LAYER_MODULES)
         if class_name not in layer_rules.LAYER_RULES:
-            raise _fail(f"layer class {class_name!r} is not allowlisted", name, class_name)
+            raise fail(f"layer class {class_name!r} is not allowlisted", name, class_name)
         return self._standard(class_name, config, calls, name)
 
     def _standard(self, class_name: str, config: dict, calls: list[Call], name: str) -> LayerNode:
-        _check_float32(config.get("dtype"), name, class_name)
+        check_float32(config.get("dtype"), name, class_name)
         rule = layer_rules.LAYER_RULES[class_name]
         try:
             params = layer_rules.normalize_params(class_name, config, self.major)
         except layer_rules.BadValue as exc:
-            raise _fail(str(exc), name, class_name) from None
+            raise fail(str(exc), name, class_name) from None
         sublayers = {}
         for key, allowed in rule.sublayers.items():
             if key in config and (key != "backward_layer" or config[key] is not None):
-                sub = _expect(config[key], dict, f"config key {key!r}", name)
-                sub_class = _expect(sub.get("class_name"), str, f"{key}.class_name", name)
+                sub = expect(config[key], dict, f"config key {key!r}", name)
+                sub_class = expect(sub.get("class_name"), str, f"{key}.class_name", name)
                 if sub_class not in allowed:
-                    raise _fail(f"{key} of class {sub_class!r} cannot be wrapped by {class_name} "
+                    raise fail(f"{key} of class {sub_class!r} cannot be wrapped by {class_name} "
                                 f"(allowed: {sorted(allowed)})", name, class_name)
-                sub_config = _expect(sub.get("config"), dict, f"{key}.config", name)
-                sub_name = _layer_name(sub_config.get("name"), name)
+                sub_config = expect(sub.get("config"), dict, f"{key}.config", name)
+                sub_name = checked_layer_name(sub_config.get("name"), name)
                 sublayers[key] = self._layer({**sub, "name": sub_name}, [], sub_name)
         if "layer" in rule.sublayers and "layer" not in sublayers:
-            raise _fail("the wrapped layer config is missing", name, class_name)
+            raise fail("the wrapped layer config is missing", name, class_name)
         causal = params.pop("causal", False)
         if self.major == 2 and (class_name in layer_rules.RNN_CLASSES or class_name == "Bidirectional"):
             try:
-                calls = [_refuse_keras2_initial_state(call) for call in calls]
+                calls = [refuse_keras2_initial_state(call) for call in calls]
             except layer_rules.BadValue as exc:
-                raise _fail(str(exc), name, class_name) from None
+                raise fail(str(exc), name, class_name) from None
         checked = []
         for call in calls:
-            if any(not _only_tensors(arg) for arg in call.args[1:]):
-                raise _fail("a constant is passed positionally; only tensors are accepted "
+            if any(not only_tensors(arg) for arg in call.args[1:]):
+                raise fail("a constant is passed positionally; only tensors are accepted "
                             "positionally after the first argument", name, class_name)
             kwargs = self._layer_kwargs(call.kwargs, rule.call_kwargs, name, class_name)
             if causal:
@@ -247,18 +245,18 @@ class _Parser:
         kept = {}
         for key, value in kwargs.items():
             if key not in allowed:
-                raise _fail(f"call argument {key!r} is not supported for {class_name}", name,
+                raise fail(f"call argument {key!r} is not supported for {class_name}", name,
                             class_name)
             if key == "training":
                 if value not in (None, False):
-                    raise _fail(f"the layer is called with training={value!r}; inference with "
+                    raise fail(f"the layer is called with training={value!r}; inference with "
                                 "training behaviour cannot be reproduced", name, class_name)
             elif key == "mask" and value is None:
                 if self.major == 2:
-                    raise _fail("Keras 2 called this layer with mask=None, which discards the "
+                    raise fail("Keras 2 called this layer with mask=None, which discards the "
                                 "incoming mask; Keras 3 cannot express that", name, class_name)
             elif key in ("return_attention_scores", "use_causal_mask") and not isinstance(value, bool):
-                raise _fail(f"call argument {key} must be true or false", name, class_name)
+                raise fail(f"call argument {key} must be true or false", name, class_name)
             else:
                 kept[key] = value
         return kept
@@ -269,17 +267,17 @@ class _Parser:
 
     def _op(self, config: dict, calls: list[Call], name: str, class_name: str) -> LayerNode:
         if self.major != 2:
-            raise _fail(f"{class_name} only exists in tf.keras 2 files", name, class_name)
-        _check_keys(config, {"name", "trainable", "dtype", "function"}, name, class_name)
-        _check_float32(config.get("dtype"), name, class_name)
-        function = _expect(config.get("function"), str, "function", name)
+            raise fail(f"{class_name} only exists in tf.keras 2 files", name, class_name)
+        check_keys(config, {"name", "trainable", "dtype", "function"}, name, class_name)
+        check_float32(config.get("dtype"), name, class_name)
+        function = expect(config.get("function"), str, "function", name)
         checked = []
         for call in calls:
             try:
                 bound = check_op_arguments(function, call.args[0], call.kwargs,
                                            lambda v: isinstance(v, TensorRef), self.major)
             except layer_rules.BadValue as exc:
-                raise _fail(str(exc), name, class_name) from None
+                raise fail(str(exc), name, class_name) from None
             checked.append(Call((), bound))
         return LayerNode(name, class_name, "op", {"table": "tf", "function": function},
                          tuple(checked))
@@ -291,7 +289,7 @@ class _Parser:
                 bound = check_keras3_op(class_name, config, call.args, call.kwargs,
                                         lambda v: isinstance(v, TensorRef))
             except layer_rules.BadValue as exc:
-                raise _fail(str(exc), name, class_name) from None
+                raise fail(str(exc), name, class_name) from None
             checked.append(Call((), bound))
         return LayerNode(name, class_name, "op", {"table": "keras3", "function": class_name},
                          tuple(checked))
@@ -303,60 +301,7 @@ class _Parser:
                 return parse_keras2_node(node, preserve)
             return parse_keras3_node(node)
         except layer_rules.BadValue as exc:
-            raise _fail(f"malformed inbound node: {exc}", name, str(entry.get("class_name"))) from None
-
-
-def _refuse_keras2_initial_state(call: Call) -> Call:
-    """Refuse tf.keras 2 `rnn(x, initial_state=s)` (stored as one input list `[x, *s]`)."""
-    first = call.args[0] if call.args else None
-    if isinstance(first, tuple) and len(first) >= 2 or "initial_state" in call.kwargs:
-        raise layer_rules.BadValue(
-            "tf.keras 2 called this recurrent layer with initial_state; under a mask tf.keras 2 "
-            "and Keras 3 compute such a graph differently, so it is not rebuilt")
-    return call
-
-
-def _only_tensors(value: Any) -> bool:
-    if isinstance(value, tuple):
-        return all(_only_tensors(item) for item in value)
-    return isinstance(value, TensorRef)
-
-
-def _layer_name(value: Any, context: str) -> str:
-    name = _expect(value, str, "a layer name", context)
-    if not _NAME.fullmatch(name):
-        raise _fail(f"layer name {name[:80]!r} is not 1-200 letters, digits, '_', '.' or '-'",
-                    context)
-    return name
-
-
-def _check_keys(config: dict, allowed: set[str], name: str, class_name: str = "") -> None:
-    unknown = sorted(set(config) - allowed)
-    if unknown:
-        raise _fail(f"unknown config keys {unknown}", name, class_name)
-
-
-def _dtype_name(dtype: Any) -> Any:
-    if isinstance(dtype, dict) and dtype.get("class_name") in ("DTypePolicy", "Policy",
-                                                               "FloatDTypePolicy"):
-        return (dtype.get("config") or {}).get("name")
-    return dtype
-
-
-def _check_float32(dtype: Any, name: str, class_name: str) -> None:
-    if dtype is not None and _dtype_name(dtype) != "float32":
-        raise _fail(f"dtype policy {dtype!r} is not float32; only float32 layers are rebuilt",
-                    name, class_name)
-
-
-def _is_history(value: Any) -> bool:
-    return (isinstance(value, list) and len(value) == 3 and isinstance(value[0], str)
-            and all(isinstance(i, int) and not isinstance(i, bool) for i in value[1:]))
-
-
-def _with_calls(layer: LayerNode, calls: tuple[Call, ...]) -> LayerNode:
-    return LayerNode(layer.name, layer.class_name, layer.kind, layer.params, calls,
-                     layer.sublayers, layer.model, layer.input, layer.raw_config)
+            raise fail(f"malformed inbound node: {exc}", name, str(entry.get("class_name"))) from None
 
 
 def parse_model_config(config: dict, keras_version: str,
@@ -364,6 +309,6 @@ def parse_model_config(config: dict, keras_version: str,
     """Validate and normalize a `model_config` object written by Keras `keras_version` (2.x or 3.x)."""
     major = keras_version.split(".", 1)[0]
     if major not in ("2", "3"):
-        raise _fail(f"the file was written by Keras {keras_version!r}; only Keras 2 (tf.keras) "
+        raise fail(f"the file was written by Keras {keras_version!r}; only Keras 2 (tf.keras) "
                     "and Keras 3 files are read")
     return _Parser(int(major), custom_classes).model(config)
