@@ -23,7 +23,6 @@ def train_bundle(settings: Settings, ref: Ref, *, data_dir: Path | None, out_dir
                  options=None, on_epoch=None, on_warning=None,
                  reporter: ProgressReporter | None = None):
     """Train from the resolved data directory; returns (manifest, TrainResult, data directory)."""
-    from modelreg.families.v9.architecture import FAMILY
     from modelreg.families.v9.data import resolve_data_dir
     from modelreg.families.v9.training import TrainOptions, train
 
@@ -34,8 +33,11 @@ def train_bundle(settings: Settings, ref: Ref, *, data_dir: Path | None, out_dir
     out_dir = out_dir or settings.workspace / "artifacts" / f"{ref.name}-{ref.version}"
     result = train(source, out_dir, options=options, on_epoch=on_epoch, on_warning=on_warning)
     hp = result.hyperparameters
-    model = {"family": FAMILY, "input_shape": [hp["sequence_length"], hp["feature_dim"]],
-             "labels": list(result.labels), "hyperparameters": hp, "training": result.training}
+    from modelreg.families.v9.family import V9Family
+
+    described = V9Family().describe(result.files["weights"], list(result.labels), result.files["mean"],
+                                    result.files["std"])
+    model = {**described, "hyperparameters": hp, "training": result.training}
     files = {Path(path).name: (role, Path(path)) for role, path in result.files.items()}
     manifest: Manifest = create_bundle(
         settings, ref, files, model=model, metrics=result.metrics,

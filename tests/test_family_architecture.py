@@ -9,7 +9,6 @@ from modelreg.errors import UsageError
 from modelreg.families.v9.architecture import (
     DEFAULT_HYPERPARAMETERS,
     build_model,
-    expected_weight_layout,
     validate_hyperparameters,
 )
 
@@ -36,23 +35,6 @@ def test_defaults_are_complete_and_valid():
 def test_bad_hyperparameters_are_refused_with_the_key_named(override, fragment):
     with pytest.raises(UsageError, match=fragment):
         validate_hyperparameters(override)
-
-
-def test_expected_layout_follows_the_hyperparameters():
-    layout = dict(expected_weight_layout({**TINY, "lstm_units": 7}))
-
-    assert layout["bilstm"][0] == (4, 28) and layout["bilstm"][1] == (7, 28)
-    assert layout["classifier"] == [(5, 3), (3,)]
-
-
-@pytest.mark.tf
-def test_built_model_weights_match_the_expected_layout():
-    model = build_model(TINY)
-
-    weighted = [layer for layer in model.layers if layer.weights]
-    assert [layer.name for layer in weighted] == [name for name, _ in expected_weight_layout(TINY)]
-    for layer, (_, shapes) in zip(weighted, expected_weight_layout(TINY)):
-        assert [tuple(w.shape) for w in layer.trainable_weights] == shapes
 
 
 @pytest.mark.tf

@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 
 from modelreg.errors import UsageError
-from modelreg.families.v9 import h5config
+from modelreg.families.keras_graph import read_graph
 from modelreg.families.v9.data import dataset_fingerprint, load_dataset
 from modelreg.families.v9.demo_data import write_demo_dataset
-from modelreg.families.v9.inference import load_weights_into, predict
+from modelreg.families.v9.inference import Network, load_network, predict
 from modelreg.families.v9.preprocessing import stratified_split
-from modelreg.families.v9.training import TrainOptions, artifact_names, train
+from modelreg.families.v9.training import FAMILY_ATTR, HYPERPARAMETERS_ATTR, TrainOptions, artifact_names, train
 
 SMALL = dict(lstm_units=4, attention_units=4, dense_units=6)
 
@@ -82,17 +82,17 @@ def test_training_writes_the_four_artifacts_and_reports_everything(trained, demo
 
 
 @pytest.mark.tf
-def test_weights_file_carries_its_architecture_as_plain_json(trained):
+def test_weights_file_carries_its_graph_and_hyperparameters_as_plain_json(trained):
     result, _ = trained
     weights = result.files["weights"]
 
     with h5py.File(weights, "r") as handle:
-        assert handle.attrs[h5config.FAMILY_ATTR] == "wav2vec-bilstm-attention"
-        assert json.loads(handle.attrs[h5config.HYPERPARAMETERS_ATTR]) == result.hyperparameters
+        assert handle.attrs[FAMILY_ATTR] == "wav2vec-bilstm-attention"
+        assert json.loads(handle.attrs[HYPERPARAMETERS_ATTR]) == result.hyperparameters
         assert "model_weights" in handle and "optimizer_weights" not in handle
-    assert h5config.hyperparameters_from_config(h5config.read_model_config(weights)) == \
-        result.hyperparameters
-    h5config.check_compatible(weights, result.hyperparameters)
+        assert json.loads(handle.attrs["model_config"])["class_name"] == "Functional"
+    graph = read_graph(weights)
+    assert [name for name, _, _ in graph.inputs] == ["features", "mask"]
 
 
 @pytest.mark.tf
@@ -103,10 +103,11 @@ def test_bundle_loads_and_predicts_like_the_in_memory_model(trained, demo_dir):
     mean = np.load(result.files["mean"], allow_pickle=False)
     std = np.load(result.files["std"], allow_pickle=False)
 
-    loaded = load_weights_into(result.files["weights"], result.hyperparameters)
+    loaded = load_network(result.files["weights"], "best_model_v9.h5")
+    in_memory_network = Network(model=result.model, graph=None, contract=loaded.contract, feed=loaded.feed)
 
-    from_disk = predict(loaded, result.hyperparameters, labels, mean, std, dataset.features)
-    in_memory = predict(result.model, result.hyperparameters, labels, mean, std, dataset.features)
+    from_disk = predict(loaded, labels, mean, std, dataset.features)
+    in_memory = predict(in_memory_network, labels, mean, std, dataset.features)
     assert np.allclose(np.stack([p for _, p in from_disk]), np.stack([p for _, p in in_memory]),
                        atol=1e-6)
     _, val = stratified_split(dataset.labels)

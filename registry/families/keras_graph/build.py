@@ -149,6 +149,7 @@ class _Builder:
         for node in graph.layers:
             if node.kind == "input":
                 spec = node.input
+                assert spec is not None, "the parser gives every input node its InputSpec"
                 produced[(node.name, 0)] = [keras.Input(batch_shape=spec.shape, dtype=spec.dtype,
                                                         name=spec.name)]
             else:
@@ -156,6 +157,7 @@ class _Builder:
                     if node.kind == "op":
                         made[node.name], op_refs[node.name] = self.op(node)
                     elif node.kind == "model":
+                        assert node.model is not None, "the parser gives every model node its graph"
                         made[node.name] = self.model(node.model, node.name)
                     elif node.kind == "custom":
                         made[node.name] = self.custom(node)

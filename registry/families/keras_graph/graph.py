@@ -59,7 +59,7 @@ class KerasGraph:
     @property
     def inputs(self) -> list[tuple[str, tuple[int | None, ...], str]]:
         specs = [self.layer(ref.layer).input for ref in self.input_refs]
-        return [(spec.name, spec.shape, spec.dtype) for spec in specs]
+        return [(spec.name, spec.shape, spec.dtype) for spec in specs if spec is not None]
 
     @property
     def outputs(self) -> list[str]:

@@ -42,9 +42,9 @@ IGNORED_SUFFIXES = ("_initializer", "_regularizer", "_constraint")
 _SHARED_ACTIVATIONS = ("linear", "relu", "sigmoid", "tanh", "softmax", "gelu", "elu", "selu",
                        "softplus", "softsign", "swish", "silu", "exponential", "mish")
 ACTIVATIONS = {
-    2: frozenset(_SHARED_ACTIVATIONS + ("hard_sigmoid",)),
-    3: frozenset(_SHARED_ACTIVATIONS + ("hard_sigmoid", "leaky_relu", "relu6", "log_softmax",
-                                        "hard_silu", "hard_swish")),
+    2: frozenset((*_SHARED_ACTIVATIONS, "hard_sigmoid")),
+    3: frozenset((*_SHARED_ACTIVATIONS, "hard_sigmoid", "leaky_relu", "relu6", "log_softmax", "hard_silu",
+                  "hard_swish")),
 }
 
 

@@ -39,7 +39,7 @@ def _none(value: Any, major: int) -> None:
 def check_slice_spec(value: Any, major: int) -> tuple:
     """A validated index: ints, {start, stop, step} slices, "Ellipsis" and null (new axis)."""
     items = value if isinstance(value, (list, tuple)) else [value]
-    spec = []
+    spec: list[tuple] = []
     for item in items:
         if isinstance(item, dict):
             if set(item) != {"start", "stop", "step"} or not all(
@@ -59,7 +59,7 @@ def check_slice_spec(value: Any, major: int) -> tuple:
 def slice_key(spec: tuple) -> Any:
     """The Python index (tuple of slices, ints, Ellipsis, None) a checked slice spec stands for."""
     kind, items = spec
-    parts = []
+    parts: list[Any] = []
     for item in items:
         if item[0] == "slice":
             parts.append(slice(item[1], item[2], item[3]))

@@ -33,7 +33,7 @@ def expect(value: Any, kind: type | tuple[type, ...], what: str, layer: str = ""
 def refuse_keras2_initial_state(call: Call) -> Call:
     """Refuse tf.keras 2 `rnn(x, initial_state=s)` (stored as one input list `[x, *s]`)."""
     first = call.args[0] if call.args else None
-    if isinstance(first, tuple) and len(first) >= 2 or "initial_state" in call.kwargs:
+    if (isinstance(first, tuple) and len(first) >= 2) or "initial_state" in call.kwargs:
         raise BadValue(
             "tf.keras 2 called this recurrent layer with initial_state; under a mask tf.keras 2 "
             "and Keras 3 compute such a graph differently, so it is not rebuilt")

@@ -1,14 +1,15 @@
-"""The v9 model family: WAV2VEC features -> BiLSTM + masked self-attention -> emotion classes.
+"""The v9 model family: WAV2VEC features -> a Keras classifier -> emotion classes.
 
 One job per module:
 
-- `architecture`: hyper-parameters (defaults, validation) and `build_model`;
-- `model_config`: a Keras model config (plain JSON) read as family hyper-parameters;
-- `h5config`: an .h5 file read as data (config, weight shapes) and `check_compatible`;
+- `family`: `V9Family` (ingest checks, load) and `LoadedModel`;
+- `contract`: what the network takes and gives, derived from its stored graph;
+- `inference`: the network rebuilt from the file's graph (`keras_graph`), and `predict`;
+- `artifacts`: the labels/mean/std files, read without unpickling, and the cross-file checks;
+- `architecture`: the network `modelreg train` trains (hyper-parameters and `build_model`);
 - `data`: a directory of `.npz` utterances, checked, plus `resolve_data_dir`;
 - `preprocessing`: split, train-only normalization, padding and length masks;
 - `training`: `train` and the four artifacts it writes;
-- `inference`: `load_weights_into` (weights only, never a stored config) and `predict`;
 - `demo_data`: a synthetic dataset for trying the pipeline.
 
 Importing any of them is cheap: TensorFlow/Keras are imported inside the

@@ -1,13 +1,11 @@
 """The v9 architecture: WAV2VEC frames -> BiLSTM -> masked self-attention -> emotion classes.
 
-The architecture lives in code, never in a file: a bundle carries weights only,
-and `build_model` recreates the network they belong to. Importing this module is
-cheap (Keras is imported inside `build_model`), so the hyper-parameter helpers
-can be used by the CLI and by `h5config` without loading TensorFlow.
+`build_model` is what `modelreg train` trains. Loading never uses it: a bundle's
+network is rebuilt from the graph its weights file stores (`families.keras_graph`),
+so a file written by any script loads as the function it computes. Importing
+this module is cheap (Keras is imported inside `build_model`).
 
-Layer names are fixed (`LAYER_NAMES`), and the weighted layers appear in one
-order in both Keras 2 (`tf_keras`) and Keras 3, so legacy HDF5 weights load
-topologically or by name between the two.
+Layer names are fixed (`LAYER_NAMES`).
 
 Masking. With `masking="lengths"` (the default) the model has two inputs, the
 features `[T, F]` and a boolean mask `[T]` built from each utterance's true
@@ -100,28 +98,6 @@ def validate_hyperparameters(hp: dict) -> dict:
         raise UsageError(f"Hyper-parameter masking must be one of {list(MASKING_MODES)}, "
                          f"got {full['masking']!r}.")
     return full
-
-
-def expected_weight_layout(hp: dict) -> list[tuple[str, list[tuple[int, ...]]]]:
-    """The weighted layers `build_model(hp)` creates, in loading order, with their weight shapes.
-
-    This is what a compatible HDF5 file must contain; `h5config.check_compatible`
-    compares a file against it without importing Keras.
-    """
-    hp = validate_hyperparameters(hp)
-    features, units = hp["feature_dim"], hp["lstm_units"]
-    attention, dense, classes = hp["attention_units"], hp["dense_units"], hp["num_classes"]
-    lstm = [(features, 4 * units), (units, 4 * units), (4 * units,)]
-    projection = [(2 * units, attention), (attention,)]
-    return [
-        (LAYER_NAMES["bilstm"], lstm + lstm),
-        (LAYER_NAMES["layer_norm"], [(2 * units,), (2 * units,)]),
-        (LAYER_NAMES["query"], projection),
-        (LAYER_NAMES["value"], projection),
-        (LAYER_NAMES["key"], projection),
-        (LAYER_NAMES["dense"], [(attention, dense), (dense,)]),
-        (LAYER_NAMES["classifier"], [(dense, classes), (classes,)]),
-    ]
 
 
 def build_model(hp: dict, keras_module=None):

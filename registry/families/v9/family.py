@@ -11,9 +11,10 @@ and masked by their true length.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -22,6 +23,8 @@ from modelreg.families import IngestPlan, IngestRequest, VerifiedBundle
 from modelreg.families.files import include_files
 from modelreg.families.v9 import artifacts
 from modelreg.families.v9.architecture import FAMILY
+from modelreg.families.v9.contract import Contract
+from modelreg.families.v9.inference import Network
 from modelreg.manifest import Manifest
 
 ROLES = ("weights", "labels", "mean", "std")
@@ -42,13 +45,22 @@ class Prediction:
 
 @dataclass
 class LoadedModel:
-    """A verified v9 bundle: the Keras model and the arrays that belong to it."""
+    """A verified v9 bundle: the rebuilt Keras model and the arrays that belong to it."""
 
-    model: object
+    network: Network
     labels: list[str]
     mean: np.ndarray
     std: np.ndarray
     manifest: Manifest
+
+    @property
+    def model(self) -> Any:
+        """The Keras 3 model rebuilt from the graph stored in the weights file."""
+        return self.network.model
+
+    @property
+    def contract(self) -> Contract:
+        return self.network.contract
 
     @property
     def hyperparameters(self) -> dict:
@@ -59,8 +71,7 @@ class LoadedModel:
         from modelreg.families.v9 import inference
 
         batch = [features] if isinstance(features, np.ndarray) and features.ndim == 2 else list(features)
-        results = inference.predict(self.model, self.hyperparameters, self.labels, self.mean,
-                                    self.std, batch)
+        results = inference.predict(self.network, self.labels, self.mean, self.std, batch)
         return [Prediction(label=label, probabilities={name: float(p) for name, p in
                                                        zip(self.labels, probabilities)})
                 for label, probabilities in results]
@@ -85,40 +96,57 @@ def find_artifacts(version: str, source_dir: Path | None, explicit: dict[str, Pa
     return paths
 
 
-def describe_model(weights: Path, labels: list[str], mean_path: Path, std_path: Path) -> dict:
-    """Validate the four artifacts together and return the manifest's `model` section."""
-    from modelreg.families.v9 import h5config
+def check_fit(contract: Contract, labels: list[str], mean: np.ndarray, std: np.ndarray, where: str) -> None:
+    """The cross-file checks: one label per output unit; mean/std of the input's feature width."""
+    artifacts.check_label_count(labels, contract.num_classes, where)
+    artifacts.check_normalization(mean, std, contract.feature_dim, where)
 
-    config = h5config.read_model_config(weights)
-    if h5config.contains_lambda_layer(config):
-        raise InvalidArtifact(
-            f"{weights} stores a Lambda layer (arbitrary Python code) in its architecture. modelreg "
-            f"never runs stored code and the v9 family has no Lambda layer; re-export the weights "
-            f"from the v9 architecture.")
-    hyperparameters = h5config.hyperparameters_from_config(config)
-    h5config.check_compatible(weights, hyperparameters)
-    artifacts.check_label_count(labels, hyperparameters["num_classes"], str(weights))
-    mean = artifacts.read_npy(mean_path, "mean")
-    std = artifacts.read_npy(std_path, "std")
-    artifacts.check_normalization(mean, std, hyperparameters["feature_dim"], f"{mean_path} / {std_path}")
+
+def model_section(network: Network, labels: list[str], family: str) -> dict:
+    """The manifest's `model` section: the contract, the graph's digest and what it is made of."""
+    from modelreg.families.keras_graph import describe
+
+    summary = describe(network.graph)
+    contract = network.contract
     return {
-        "family": FAMILY,
-        "input_shape": [hyperparameters["sequence_length"], hyperparameters["feature_dim"]],
+        "family": family,
+        "input_shape": [contract.sequence_length, contract.feature_dim],
         "labels": labels,
-        "hyperparameters": hyperparameters,
+        "hyperparameters": summary["hyperparameters"],
+        "contract": contract.to_dict(),
+        "graph": {key: summary[key] for key in ("digest", "keras_major", "inputs", "outputs", "layers")},
     }
 
 
 class V9Family:
-    """WAV2VEC features -> a Keras classifier -> one of `labels`, with normalization stats."""
+    """WAV2VEC features -> a Keras classifier -> one of `labels`, with normalization stats.
+
+    The network is whatever allowlisted graph the weights file stores; a plugin
+    family for a model with a custom layer subclasses this with its own `name` and
+    `custom_layers` ({class name: factory(config) -> keras layer}).
+    """
 
     name = FAMILY
     roles = ROLES
+    custom_layers: ClassVar[Mapping[str, Any]] = {}
+
+    def network(self, weights: Path, source: str) -> Network:
+        from modelreg.families.v9.inference import load_network
+
+        return load_network(weights, source, self.custom_layers or None)
+
+    def describe(self, weights: Path, labels: list[str], mean_path: Path, std_path: Path) -> dict:
+        """Rebuild the network, check the four files fit together, return the manifest's `model`."""
+        network = self.network(weights, str(weights))
+        mean = artifacts.read_npy(mean_path, "mean")
+        std = artifacts.read_npy(std_path, "std")
+        check_fit(network.contract, labels, mean, std, f"{weights} with {mean_path} / {std_path}")
+        return model_section(network, labels, self.name)
 
     def plan_ingest(self, request: IngestRequest) -> IngestPlan:
         paths = find_artifacts(request.version, request.source_dir, request.files_by_role)
         labels = artifacts.check_labels(artifacts.read_npy(paths["labels"], "labels"), str(paths["labels"]))
-        model = describe_model(paths["weights"], labels, paths["mean"], paths["std"])
+        model = self.describe(paths["weights"], labels, paths["mean"], paths["std"])
         names = artifact_names(request.version)
         files = {names[role]: (role, path) for role, path in paths.items()}
         files.update(include_files(request.source_dir, request.includes, set(files)))
@@ -126,7 +154,6 @@ class V9Family:
 
     def load(self, bundle: VerifiedBundle, *, private_dir: Path, snapshot_dir: Path) -> Any:
         manifest = bundle.manifest
-        hp = manifest.model["hyperparameters"]
         labels = artifacts.check_labels(
             artifacts.read_npy(bundle.read_bytes(manifest.file_for_role("labels")), "labels"), manifest.ref)
         mean = artifacts.read_npy(bundle.read_bytes(manifest.file_for_role("mean")), "mean")
@@ -134,10 +161,8 @@ class V9Family:
         if labels != list(manifest.model["labels"]):
             raise InvalidArtifact(f"The labels file of {manifest.ref} does not match the labels its "
                                   f"manifest lists; the bundle is inconsistent.")
-        artifacts.check_label_count(labels, hp["num_classes"], manifest.ref)
-        artifacts.check_normalization(mean, std, hp["feature_dim"], manifest.ref)
-        weights = bundle.private_copy(manifest.file_for_role("weights"), private_dir, "weights.h5")
-        from modelreg.families.v9 import inference
-
-        model = inference.load_weights_into(weights, hp)
-        return LoadedModel(model=model, labels=labels, mean=mean, std=std, manifest=manifest)
+        weights_entry = manifest.file_for_role("weights")
+        weights = bundle.private_copy(weights_entry, private_dir, "weights.h5")
+        network = self.network(weights, f"{weights_entry.path} of {manifest.ref}")
+        check_fit(network.contract, labels, mean, std, manifest.ref)
+        return LoadedModel(network=network, labels=labels, mean=mean, std=std, manifest=manifest)

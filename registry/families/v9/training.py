@@ -35,7 +35,6 @@ import numpy as np
 from modelreg.errors import UsageError
 from modelreg.families.v9.architecture import FAMILY, build_model, validate_hyperparameters
 from modelreg.families.v9.data import load_dataset
-from modelreg.families.v9.h5config import FAMILY_ATTR, HYPERPARAMETERS_ATTR
 from modelreg.families.v9.preprocessing import (
     SPLIT_SEED,
     VALIDATION_FRACTION,
@@ -49,6 +48,10 @@ from modelreg.families.v9.preprocessing import (
 from modelreg.local.atomic import atomic_output, publish, temp_name
 
 ROLES = ("weights", "labels", "mean", "std")
+FAMILY_ATTR = "modelreg_family"
+HYPERPARAMETERS_ATTR = "modelreg_hyperparameters"
+"""Root attributes of the weights file: the family and the training hyper-parameters (plain JSON).
+Informational: loading rebuilds the network from Keras' own stored graph, not from these."""
 DATA_DERIVED = ("sequence_length", "feature_dim", "num_classes")
 _VERSION = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 

@@ -109,7 +109,8 @@ def _attention_variants(K):
     return K.Model(x, [continued, L.Flatten()(scores), L.GlobalAveragePooling1D()(mha)])
 
 
-MODELS = {"attention_variants": _attention_variants, "masked_attention": _masked_attention, "two_hidden_dense": _two_hidden_dense,
+MODELS = {"attention_variants": _attention_variants, "masked_attention": _masked_attention,
+          "two_hidden_dense": _two_hidden_dense,
           "self_attention": _self_attention, "gru_reset_after": _gru(True),
           "gru_reset_before": _gru(False), "conv_front_end": _conv_front_end,
           "sequential": _sequential, "nested": _nested, "assorted": _assorted}
