@@ -99,6 +99,11 @@ def show(ref: str = typer.Argument(..., help="[NAME:]VERSION or a tag"),
     stdout.print(f"model: {m.model.get('family')}  input {m.model.get('input_shape')}  "
                  f"{len(m.model.get('labels', []))} labels: {', '.join(m.model.get('labels', []))}",
                  highlight=False)
+    graph = m.model.get("graph")
+    if isinstance(graph, dict):
+        layers = ", ".join(f"{name} x{count}" for name, count in sorted(graph.get("layers", {}).items()))
+        stdout.print(f"graph: sha256 {graph.get('digest')} (Keras {graph.get('keras_major')}): {layers}",
+                     highlight=False)
     if m.metrics:
         metrics = Table("metric", "value", title="metrics")
         for key, value in sorted(m.metrics.items()):
