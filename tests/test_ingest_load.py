@@ -8,6 +8,7 @@ saved by Keras 3, one by Keras 2 (tf_keras) as a full-model `.h5`, as the seed's
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +20,7 @@ from modelreg.errors import IntegrityError
 from modelreg.families.v9.architecture import build_model, validate_hyperparameters
 from modelreg.local.cache import Cache
 from modelreg.refs import Ref
-from tests.helpers import reference_inputs, run_cli
+from tests.helpers import MODELREG, reference_inputs, run_cli
 
 pytestmark = pytest.mark.tf
 
@@ -205,3 +206,15 @@ def test_include_adds_extra_files_that_push_pull_and_dest_carry(remote, settings
     assert "MODEL_CARD.md" in sums and "config/train.yaml" in sums
     bundle = modelreg.load("v9")
     assert {e.path: e.role for e in bundle.manifest.files}["MODEL_CARD.md"] == "other"
+
+
+def test_predict_prints_no_tensorflow_start_up_lines(tmp_path):
+    source, _model = write_artifacts(tmp_path / "artifacts")
+    run_cli("ingest", "v9", "--from", str(source))
+    np.savez(tmp_path / "u.npz", features=utterances(1)[0], label="angry")
+    env = {key: value for key, value in os.environ.items() if key != "TF_CPP_MIN_LOG_LEVEL"}
+    result = subprocess.run([str(MODELREG), "predict", "v9", str(tmp_path / "u.npz")], capture_output=True,
+                            text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr
+    for noise in ("cpu_feature_guard", "oneDNN", "absl::InitializeLog", "I0000", "E0000"):
+        assert noise not in result.stderr + result.stdout
