@@ -29,7 +29,7 @@ app = typer.Typer(
 app.add_typer(remote_commands.remote_app, name="remote")
 
 GLOBAL_FLAGS = ("--debug", "--quiet", "-q")
-GLOBAL_OPTIONS = ("--workspace",)
+GLOBAL_OPTIONS = ("--workspace", "--stall-timeout")
 """Global options, accepted before or after the subcommand (`modelreg pull v9 -q`, as in git)."""
 
 
@@ -47,9 +47,13 @@ def root(debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
          workspace: Optional[str] = typer.Option(
              None, "--workspace", metavar="DIR", help="Where pins and trusted keys live (default: "
              "$MODELREG_WORKSPACE, else the nearest directory at or above here with manifests/)."),
+         stall_timeout: Optional[float] = typer.Option(
+             None, "--stall-timeout", metavar="SECONDS", help="Give up on a remote that sends no byte "
+             "for this long (default: $MODELREG_STALL_TIMEOUT, else stall_timeout in the config, else 30)."),
          version: bool = typer.Option(False, "--version", callback=version_callback, is_eager=True,
                                       help="Print the version and exit.")) -> None:
     State.debug, State.quiet, State.workspace = debug, quiet, workspace
+    State.stall_timeout = stall_timeout
 
 
 @app.command()

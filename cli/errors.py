@@ -37,6 +37,7 @@ class State:
     debug = False
     quiet = False
     workspace: str | None = None
+    stall_timeout: float | None = None
 
 
 def exit_code_for(exc: BaseException) -> int:

@@ -16,7 +16,36 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, Self, runtime_checkable
 
+from modelreg.errors import UsageError
 from modelreg.hashing import Progress
+
+DEFAULT_STALL_TIMEOUT = 30.0
+"""Seconds without a byte from a remote before an operation is abandoned (`stall_timeout`)."""
+
+
+def stall_timeout_of(options: dict, label: str) -> float:
+    """The `stall_timeout` remote option (seconds, > 0), else `DEFAULT_STALL_TIMEOUT`.
+
+    `modelreg.config.Settings.remote` fills it in from the flag, environment or config file.
+    """
+    value = options.get("stall_timeout")
+    if value is None:
+        return DEFAULT_STALL_TIMEOUT
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        seconds = 0.0
+    if not seconds > 0:
+        raise UsageError(f"Invalid stall_timeout {value!r} for {label}: give a number of seconds "
+                         f"above 0.")
+    return seconds
+
+
+def stall_advice(seconds: float) -> str:
+    """How to wait longer, for messages about a remote that stopped answering."""
+    return (f"no byte arrived for {seconds:g} s (stall_timeout). Check the endpoint and the network; "
+            f"on a slow link raise the limit with --stall-timeout, MODELREG_STALL_TIMEOUT or "
+            f"stall_timeout in the config file")
 
 
 class Sink(Protocol):

@@ -8,7 +8,9 @@ with `TEMP_PREFIX` and are never listed.
 
 from __future__ import annotations
 
+import errno
 import os
+import stat as stat_mode
 import uuid
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -47,21 +49,44 @@ class LocalStorage(StorageBase):
 
     def stat(self, key: str) -> int | None:
         try:
-            return self._path(key).stat().st_size
+            info = self._path(key).lstat()
         except FileNotFoundError:
             return None
         except OSError as exc:
             raise RemoteError(f"Cannot read {self._path(key)}: {exc.strerror}.") from exc
+        self._require_regular(key, info.st_mode)
+        return info.st_size
 
-    def read(self, key: str, sink: Sink, *, offset: int = 0) -> None:
+    def _require_regular(self, key: str, mode: int) -> None:
+        """Refuse a FIFO, symlink, device or directory where an object should be: reading one could
+        hang forever (a FIFO) or leave the registry root (a symlink)."""
+        if not stat_mode.S_ISREG(mode):
+            raise RemoteError(f"{key} in {self.url} is not a regular file ({_kind(mode)}); a registry "
+                              f"holds only regular files. Remove {self._path(key)} and repair the "
+                              f"version from a good copy ('modelreg push NAME:VERSION --repair').")
+
+    def _open_regular(self, key: str):
+        """The object as a binary file, opened without following a symlink or blocking on a FIFO."""
         path = self._path(key)
         try:
-            handle = open(path, "rb")
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
         except FileNotFoundError as exc:
             raise NotFound(f"{key} does not exist in {self.url}.") from exc
         except OSError as exc:
+            if exc.errno == errno.ELOOP:  # O_NOFOLLOW on a symlink
+                self._require_regular(key, stat_mode.S_IFLNK)
             raise RemoteError(f"Cannot read {path}: {exc.strerror}.") from exc
-        with handle:
+        try:
+            self._require_regular(key, os.fstat(fd).st_mode)
+            os.set_blocking(fd, True)
+        except BaseException:
+            os.close(fd)
+            raise
+        return os.fdopen(fd, "rb")
+
+    def read(self, key: str, sink: Sink, *, offset: int = 0) -> None:
+        path = self._path(key)
+        with self._open_regular(key) as handle:
             size = os.fstat(handle.fileno()).st_size
             if offset > size:
                 raise RemoteError(f"Cannot resume {path} at byte {offset}: the object has only {size} "
@@ -131,3 +156,12 @@ class LocalStorage(StorageBase):
         except OSError as exc:
             raise RemoteError(f"Cannot delete {self._path(key)}: {exc.strerror or exc}.") from exc
 
+
+
+def _kind(mode: int) -> str:
+    for test, name in ((stat_mode.S_ISLNK, "a symbolic link"), (stat_mode.S_ISFIFO, "a FIFO"),
+                       (stat_mode.S_ISDIR, "a directory"), (stat_mode.S_ISCHR, "a character device"),
+                       (stat_mode.S_ISBLK, "a block device"), (stat_mode.S_ISSOCK, "a socket")):
+        if test(mode):
+            return name
+    return "not a regular file"

@@ -5,7 +5,9 @@ files, instance roles); they are never stored, logged or put in a message.
 `spec.options` (declared in `modelreg.storage.schemes`) may set `endpoint_url`,
 `region`, `profile`, `addressing_style` (`path`, `virtual` or `auto`; default `path`
 with an `endpoint_url`, else `auto`), `max_attempts` (per request, default
-`MAX_ATTEMPTS`) and `atomic_create_only` (default true; see below).
+`MAX_ATTEMPTS`), `atomic_create_only` (default true; see below) and `stall_timeout`
+(seconds without a byte before a request fails; a request that stalled is not
+retried, so a silent server fails after about that long, not attempts x that long).
 
 What a caller can rely on beyond the `Storage` protocol:
 - A PUT or a completed multipart upload is atomic in S3, so there are no temp names;
@@ -48,8 +50,8 @@ from s3transfer.subscribers import BaseSubscriber
 from modelreg.config import RemoteSpec
 from modelreg.errors import AlreadyExists, ConfigError, NotFound, RegistryError, RemoteError, UsageError
 from modelreg.hashing import CHUNK_SIZE, Progress, is_sha256_hex
-from modelreg.storage.base import Capabilities, Sink, StorageBase
-from modelreg.storage.s3.errors import ADVICE, STREAM_ERRORS, translate_error
+from modelreg.storage.base import Capabilities, Sink, StorageBase, stall_timeout_of
+from modelreg.storage.s3.errors import ADVICE, STALLS, STREAM_ERRORS, not_an_s3_server, translate_error
 
 MiB = 1 << 20
 PART_SIZE = 16 * MiB
@@ -65,7 +67,7 @@ PARALLEL_TRANSFERS = 4
 MAX_ATTEMPTS = 3
 """Attempts per request, with botocore's "standard" backoff (throttling, 5xx, dropped connections)."""
 CONNECT_TIMEOUT = 5
-READ_TIMEOUT = 60
+"""Seconds to open a TCP connection (at most: never more than the stall timeout)."""
 ADDRESSING_STYLES = ("path", "virtual", "auto")
 
 
@@ -87,6 +89,16 @@ def parse_flag(value: object, name: str, label: str) -> bool:
     if text in ("false", "no", "0", "off"):
         return False
     raise UsageError(f"Invalid {name} {value!r} for {label}: use true or false.")
+
+
+def _no_retry_after_a_stall(caught_exception: Exception | None = None, **_kwargs) -> None:
+    """botocore `needs-retry` hook: a request that got no byte for `stall_timeout` fails at once.
+
+    botocore would retry it `max_attempts` times (with backoff); a server that accepts
+    connections and never answers would then take several stall timeouts to report.
+    """
+    if isinstance(caught_exception, STALLS):
+        raise caught_exception
 
 
 def _require_absent(params: dict, **_kwargs) -> None:
@@ -131,8 +143,9 @@ class S3Storage(StorageBase):
                               f"~/.aws/config or ~/.aws/credentials: add it (aws configure "
                               f"--profile NAME) or fix the remote's profile option.") from exc
         pool_size = self.parallel_transfers * (UPLOAD_CONCURRENCY + 1)  # parts, plus HEAD/LIST
+        self.stall_timeout = stall_timeout_of(options, spec.label)
         self._config = Config(
-            connect_timeout=CONNECT_TIMEOUT, read_timeout=READ_TIMEOUT,
+            connect_timeout=min(CONNECT_TIMEOUT, self.stall_timeout), read_timeout=self.stall_timeout,
             retries={"mode": "standard",
                      "total_max_attempts": int(options.get("max_attempts", MAX_ATTEMPTS))},
             max_pool_connections=pool_size,
@@ -145,7 +158,7 @@ class S3Storage(StorageBase):
         )
         self._session = session
         self._endpoint_url = endpoint_url
-        self._client = session.client("s3", endpoint_url=endpoint_url, config=self._config)
+        self._client = self._new_client()
         self.endpoint = self._client.meta.endpoint_url
         self._create_only_client = None
         self._transfer_config = TransferConfig(
@@ -157,12 +170,18 @@ class S3Storage(StorageBase):
         self._lock = threading.Lock()
         self._bucket_seen = False
 
+    def _new_client(self):
+        client = self._session.client("s3", endpoint_url=self._endpoint_url, config=self._config)
+        client.meta.events.register_first("needs-retry.s3", _no_retry_after_a_stall)
+        return client
+
     def _key(self, key: str) -> str:
         return f"{self.prefix}/{key}" if self.prefix else key
 
     def _error(self, exc: Exception, action: str, key: str = "") -> RegistryError:
         return translate_error(exc, action=action, bucket=self.bucket,
-                               key=self._key(key) if key else self.prefix, endpoint=self.endpoint)
+                               key=self._key(key) if key else self.prefix, endpoint=self.endpoint,
+                               stall_timeout=self.stall_timeout)
 
     def _check_bucket(self) -> None:
         """Raise when the bucket is missing (a HEAD 404 cannot tell a missing key from it)."""
@@ -171,6 +190,8 @@ class S3Storage(StorageBase):
         try:
             self._client.head_bucket(Bucket=self.bucket)
         except ClientError as exc:
+            if not_an_s3_server(exc):
+                raise self._error(exc, "open bucket") from exc
             if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchBucket"):
                 raise RemoteError(f"Cannot use s3://{self.bucket} at {self.endpoint}: "
                                   f"{ADVICE['NoSuchBucket']}") from exc
@@ -184,7 +205,7 @@ class S3Storage(StorageBase):
             return self._client.head_object(Bucket=self.bucket, Key=self._key(key))["ContentLength"]
         except ClientError as exc:
             code = exc.response.get("Error", {}).get("Code")
-            if code in ("404", "NoSuchKey", "NotFound"):
+            if code in ("404", "NoSuchKey", "NotFound") and not not_an_s3_server(exc):
                 self._check_bucket()
                 return None
             raise self._explain_head_failure(exc, key) from exc
@@ -269,7 +290,7 @@ class S3Storage(StorageBase):
                 try:
                     chunk = next(chunks, None)
                 except STREAM_ERRORS as exc:
-                    if attempt == MAX_ATTEMPTS:
+                    if attempt == MAX_ATTEMPTS or isinstance(exc, STALLS):
                         raise self._error(exc, "download", key) from exc
                     break
                 if chunk is None:
@@ -296,7 +317,7 @@ class S3Storage(StorageBase):
                         return []
                     chunks.append(chunk)
             except STREAM_ERRORS as exc:
-                if attempt == MAX_ATTEMPTS:
+                if attempt == MAX_ATTEMPTS or isinstance(exc, STALLS):
                     raise self._error(exc, "download", key) from exc
                 continue
             if sum(map(len, chunks)) == end - start + 1:
@@ -305,6 +326,8 @@ class S3Storage(StorageBase):
 
     def _read_error(self, exc: Exception, key: str) -> RegistryError:
         code = exc.response.get("Error", {}).get("Code") if isinstance(exc, ClientError) else None
+        if isinstance(exc, ClientError) and not_an_s3_server(exc):
+            return self._error(exc, "download", key)
         if code in ("NoSuchKey", "404"):
             self._check_bucket()
             return NotFound(f"{key} does not exist in {self.url}.")
@@ -336,7 +359,8 @@ class S3Storage(StorageBase):
             else:
                 self._upload_parts(key, source, create_only=create_only, progress=progress)
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("PreconditionFailed", "412"):
+            if exc.response.get("Error", {}).get("Code") in ("PreconditionFailed", "412") and \
+                    not not_an_s3_server(exc):
                 raise AlreadyExists(f"{key} already exists in {self.url}.") from exc
             raise self._error(exc, "upload", key) from exc
         except BotoCoreError as exc:
@@ -371,7 +395,7 @@ class S3Storage(StorageBase):
         """A second client whose CompleteMultipartUpload requests carry `If-None-Match: *`."""
         with self._lock:
             if self._create_only_client is None:
-                client = self._session.client("s3", endpoint_url=self._endpoint_url, config=self._config)
+                client = self._new_client()
                 client.meta.events.register("before-parameter-build.s3.CompleteMultipartUpload",
                                             _require_absent)
                 self._create_only_client = client

@@ -44,8 +44,6 @@ log = logging.getLogger(__name__)
 MAX_CONNECTIONS = 8
 STREAMS_PER_FILE = 2
 """Connections one large file is spread over (measured: bench/bench_ssh.py)."""
-IO_TIMEOUT = 120.0
-"""Seconds without any reply from the server before an operation is abandoned."""
 
 
 CAPABILITIES = Capabilities(atomic_create_only=True, atomic_replace=True, server_side_checksums=False,
@@ -58,7 +56,8 @@ class SSHStorage(StorageBase):
     Options (`RemoteSpec.options`, declared in `modelreg.storage.schemes`):
     `identity_file`, `known_hosts` (the modelreg known_hosts file, read besides
     ~/.ssh/known_hosts, where accepted keys are recorded), `connect_timeout`
-    (seconds); and, passed by the program, never stored: `accept_new_host_key`,
+    (seconds), `stall_timeout` (seconds without a reply before an operation fails;
+    default `DEFAULT_STALL_TIMEOUT`); and, passed by the program, never stored: `accept_new_host_key`,
     `passphrase` (a string, or a callable given the key path) for an encrypted key file.
     """
 
@@ -70,7 +69,8 @@ class SSHStorage(StorageBase):
         self._verifier = HostKeyVerifier(list(self.target.known_hosts), self._options.known_hosts,
                                          self._options.accept_new_host_key)
         self._keys = KeyFiles(self._options.passphrase)
-        self._errors = SSHErrors(self.target, IO_TIMEOUT)
+        self.stall_timeout = self._options.stall_timeout
+        self._errors = SSHErrors(self.target, self.stall_timeout)
         self._root: str | None = self.target.root if self.target.root.startswith("/") else None
         self._pool = SessionPool(self._connect, MAX_CONNECTIONS)
 
@@ -176,7 +176,7 @@ class SSHStorage(StorageBase):
     def _connect(self) -> SFTPSession:
         transport = open_transport(self.target, self._options, self._verifier, self._keys)
         try:
-            session = SFTPSession.open(transport, IO_TIMEOUT)
+            session = SFTPSession.open(transport, self.stall_timeout)
             if self._root is None:
                 home = session.sftp.normalize(".")
                 self._root = posixpath.join(home, self.target.root).rstrip("/") or "/"
