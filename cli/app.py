@@ -60,6 +60,9 @@ def root(debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
 def push(ref: str = typer.Argument(..., help="[NAME:]VERSION, e.g. v9"),
          sign: Optional[Path] = typer.Option(None, "--sign", help="Sign with this ECDSA private key "
                                              "(see keygen); default: signing_key in the config."),
+         repair: bool = typer.Option(False, "--repair", help="Re-verify every blob on the remote "
+                                     "(reading it back) and replace damaged or missing ones, a missing "
+                                     "manifest, SHA256SUMS or model.sig, from the verified cache."),
          remote: Optional[str] = RemoteOption, accept_new_host_key: bool = AcceptHostKey) -> None:
     """Upload a cached version: missing blobs first, the manifest last (create-only)."""
     from modelreg.transfer import push as push_version
@@ -68,7 +71,10 @@ def push(ref: str = typer.Argument(..., help="[NAME:]VERSION, e.g. v9"),
     key = sign or (Path(settings.signing_key).expanduser() if settings.signing_key else None)
     with progress_reporter(State.quiet) as reporter:
         result = push_version(settings, ref_of(settings, ref), spec, sign_key=key,
-                              passphrase=key_passphrase(settings, key), reporter=reporter)
+                              passphrase=key_passphrase(settings, key), reporter=reporter, repair=repair)
+    if result.repair is not None:
+        print_repair(result)
+        return
     signed = " Signed: model.sig stored." if result.signed else (
         " It already carries a signature (kept)." if key else "")
     if result.already_published:
@@ -79,6 +85,17 @@ def push(ref: str = typer.Argument(..., help="[NAME:]VERSION, e.g. v9"),
     stdout.print(f"Pushed {result.manifest.ref} to {result.remote}: {len(result.uploaded)} blob(s) "
                  f"uploaded ({human_size(sent)}), {len(result.skipped)} already there; manifest "
                  f"{result.manifest.digest[:12]}.{signed}", highlight=False)
+
+
+def print_repair(result) -> None:
+    """One line per blob that was repaired, then a summary of what was checked, repaired and good."""
+    report = result.repair
+    for check in report.repaired:
+        stdout.print(f"REPAIRED  {check.entry.path}  {check.entry.sha256}  ({check.detail})", highlight=False)
+    metadata = ", ".join(f"{name} {state}" for name, state in report.metadata.items())
+    stdout.print(f"Repaired {result.manifest.ref} on {result.remote}: {len(report.blobs)} blob(s) checked "
+                 f"by reading them back, {len(report.repaired)} replaced from the verified cache, "
+                 f"{len(report.good)} good; {metadata}.", highlight=False)
 
 
 @app.command()
