@@ -65,7 +65,7 @@ class RepairResult:
 
 
 class _Discard:
-    def write(self, data: bytes, /) -> int:
+    def write(self, data: bytes | bytearray | memoryview, /) -> int:
         return len(data)
 
 
