@@ -14,7 +14,15 @@ import typer
 
 from modelreg.cli import model_commands, remote_commands
 from modelreg.cli.context import AcceptHostKey, JsonOption, RemoteOption, current_settings, ref_of, resolve
-from modelreg.cli.errors import BROKEN_PIPE, EXIT_CODES_HELP, State, report
+from modelreg.cli.errors import (
+    BROKEN_PIPE,
+    EXIT_CODES_HELP,
+    INTERRUPTED,
+    Interrupted,
+    State,
+    install_interrupt_handler,
+    report,
+)
 from modelreg.cli.output import human_size, print_json, progress_reporter, stderr, stdout
 from modelreg.config import Settings
 from modelreg.errors import UsageError
@@ -230,12 +238,14 @@ def hoist_global_options(args: list[str]) -> list[str]:
 def main(argv: Optional[list[str]] = None) -> None:
     """The `modelreg` entry point: every failure is caught here once (see `cli/errors.py`)."""
     import os
+    import signal
     import sys
 
     from typer.exceptions import Abort, TyperException
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # no TensorFlow C++ start-up lines
     args = hoist_global_options(list(sys.argv[1:] if argv is None else argv))
+    previous_handler = install_interrupt_handler()
     try:
         code = app(args=args, prog_name="modelreg", standalone_mode=False)
     except TyperException as exc:  # usage errors found while parsing: click's message, exit 2
@@ -250,6 +260,36 @@ def main(argv: Optional[list[str]] = None) -> None:
     except BrokenPipeError:  # stdout closed early (piped into head): quiet, as shells report SIGPIPE
         sys.stderr.close()
         code = BROKEN_PIPE
-    except (Exception, KeyboardInterrupt) as exc:
+    except (Exception, KeyboardInterrupt, Interrupted) as exc:
         code = report(exc)
+    if code == INTERRUPTED:
+        exit_interrupted()
+    if previous_handler is not None:
+        signal.signal(signal.SIGINT, previous_handler)  # type: ignore[arg-type]
     sys.exit(code if isinstance(code, int) else 0)
+
+
+def exit_interrupted(grace: float = 1.0) -> None:
+    """Exit 130 within about `grace` seconds of Ctrl-C, even with transfers still in flight.
+
+    The transfers were cancelled (`Storage.cancel`) and stop at their next chunk, removing
+    their temp files; the threads get `grace` seconds for that. A thread still blocked in
+    a read from a slow or silent server is then abandoned: the process exits without
+    Python's shutdown, which would join it. Downloads keep the bytes already received in
+    their `.partial` file (a prefix of the blob), so the next pull resumes.
+    """
+    import os
+    import sys
+    import threading
+    import time
+
+    deadline = time.monotonic() + grace
+    for thread in threading.enumerate():
+        if thread is not threading.main_thread() and not thread.daemon:
+            thread.join(max(0.0, deadline - time.monotonic()))
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(INTERRUPTED)

@@ -16,7 +16,7 @@ Guarantees:
 from __future__ import annotations
 
 import hashlib
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -71,19 +71,36 @@ def unique_blobs(manifest: Manifest) -> list[FileEntry]:
     return list(seen.values())
 
 
+WAIT_SLICE = 0.2
+"""Seconds the calling thread waits on a transfer at a time, so Ctrl-C reaches it promptly."""
+
+
 def run_all(storage: Storage, func, items: list) -> list:
     """Apply `func` to every item (in parallel when the backend allows) and report every failure.
 
     The first failure is raised after all items ran, with the others attached as notes.
+    An interruption of the calling thread (KeyboardInterrupt, or any exception other than
+    a RegistryError) cancels the storage, so transfers in flight stop at their next
+    chunk, drops the items not started yet and propagates at once: it does not wait for
+    the workers (each cleans up after itself).
     """
     results, failures = [], []
-    with ThreadPoolExecutor(max_workers=max(1, min(storage.parallel_transfers, len(items) or 1))) as pool:
+    pool = ThreadPoolExecutor(max_workers=max(1, min(storage.parallel_transfers, len(items) or 1)),
+                              thread_name_prefix="modelreg-transfer")
+    try:
         futures = [pool.submit(func, item) for item in items]
         for future in futures:
+            while not wait([future], timeout=WAIT_SLICE).done:
+                pass
             try:
                 results.append(future.result())
             except RegistryError as exc:
                 failures.append(exc)
+    except BaseException:
+        storage.cancel()
+        raise
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
     if failures:
         first = failures[0]
         for other in failures[1:]:

@@ -20,7 +20,7 @@ from modelreg.errors import RemoteError
 from modelreg.layout import blob_key, version_key
 from modelreg.storage import open_storage
 from tests.helpers import make_bundle, register_remote, run_cli
-from tests.servers.loopback import PlainHttpServer, RelayProxy, SilentServer
+from tests.servers.loopback import PlainHttpServer, RelayProxy, SilentServer, ssh_via
 
 STALL = 2.0
 MARGIN = 4.0
@@ -28,15 +28,6 @@ MARGIN = 4.0
 
 def file_root(spec: RemoteSpec) -> Path:
     return Path(urlsplit(spec.url).path)
-
-
-def ssh_via(ssh_remote: RemoteSpec, sshd_server, port: int, tmp_path: Path) -> RemoteSpec:
-    """`ssh_remote` reached through 127.0.0.1:`port`, its host key trusted there too."""
-    known_hosts = tmp_path / f"known_hosts-{port}"
-    known_hosts.write_text(sshd_server.known_hosts_line.replace(f"]:{sshd_server.port} ", f"]:{port} "))
-    parts = urlsplit(ssh_remote.url)
-    url = parts._replace(netloc=f"{parts.username}@127.0.0.1:{port}").geturl()
-    return RemoteSpec(url=url, options={**ssh_remote.options, "known_hosts": str(known_hosts)})
 
 
 class FreezingSink:

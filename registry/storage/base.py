@@ -12,6 +12,7 @@ What a backend can and cannot promise differs (an S3 server may ignore
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, Self, runtime_checkable
@@ -39,6 +40,13 @@ def stall_timeout_of(options: dict, label: str) -> float:
         raise UsageError(f"Invalid stall_timeout {value!r} for {label}: give a number of seconds "
                          f"above 0.")
     return seconds
+
+
+class Cancelled(Exception):
+    """Raised by a transfer that stopped because `Storage.cancel()` was called (e.g. on Ctrl-C).
+
+    Not a `RegistryError`: nothing failed, the caller asked to stop.
+    """
 
 
 def stall_advice(seconds: float) -> str:
@@ -136,6 +144,12 @@ class Storage(Protocol):
     def delete(self, key: str) -> None:
         """Remove `key`; a missing key is not an error."""
 
+    def cancel(self) -> None:
+        """Make every transfer in flight, on any thread, stop at its next chunk by raising
+        `Cancelled`; a download's bytes already handed to the sink stay there (resumable),
+        an upload's temp object is removed when the connection still allows it. Later
+        calls fail with `Cancelled` too: cancel before closing, on Ctrl-C."""
+
     def close(self) -> None:
         """Release connections; the object is unusable afterwards. Calling it twice is harmless."""
 
@@ -155,10 +169,20 @@ class StorageBase:
 
     url: str
     capabilities: Capabilities
+    cancelled: threading.Event
+    """Set by `cancel()`; a backend creates it in `__init__` and checks it between chunks."""
 
     @property
     def parallel_transfers(self) -> int:
         return self.capabilities.parallel_transfers
+
+    def cancel(self) -> None:
+        self.cancelled.set()
+
+    def check_cancelled(self) -> None:
+        """Raise `Cancelled` once `cancel()` was called."""
+        if self.cancelled.is_set():
+            raise Cancelled(f"transfer with {self.url} cancelled")
 
     def close(self) -> None:
         """Nothing to release."""

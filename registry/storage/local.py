@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import os
 import stat as stat_mode
+import threading
 import uuid
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -43,6 +44,7 @@ class LocalStorage(StorageBase):
         self.url = spec.url
         self.root = root_from_url(spec.url)
         self.capabilities = CAPABILITIES
+        self.cancelled = threading.Event()
 
     def _path(self, key: str) -> Path:
         return self.root.joinpath(*key.split("/"))
@@ -93,6 +95,7 @@ class LocalStorage(StorageBase):
                                   f"bytes; delete the partial download and retry.")
             handle.seek(offset)
             while chunk := handle.read(CHUNK_SIZE):
+                self.check_cancelled()
                 sink.write(chunk)
 
     def write(self, key: str, source: Path | bytes, *, create_only: bool = False,
@@ -117,6 +120,7 @@ class LocalStorage(StorageBase):
                         progress(len(data))
                 elif src is not None:
                     while chunk := src.read(CHUNK_SIZE):
+                        self.check_cancelled()
                         out.write(chunk)
                         if progress:
                             progress(len(chunk))

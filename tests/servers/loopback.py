@@ -14,6 +14,10 @@ import http.server
 import socket
 import threading
 import time
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from modelreg.config import RemoteSpec
 
 
 class SilentServer:
@@ -144,3 +148,18 @@ class RelayProxy:
                     conn.shutdown(socket.SHUT_RDWR)
                 except OSError:
                     pass
+
+
+def ssh_via(ssh_remote: RemoteSpec, sshd_server, port: int, tmp_path: Path) -> RemoteSpec:
+    """`ssh_remote` reached through 127.0.0.1:`port` (a proxy, or an impostor), its host key trusted there."""
+    known_hosts = tmp_path / f"known_hosts-{port}"
+    known_hosts.write_text(sshd_server.known_hosts_line.replace(f"]:{sshd_server.port} ", f"]:{port} "))
+    parts = urlsplit(ssh_remote.url)
+    url = parts._replace(netloc=f"{parts.username}@127.0.0.1:{port}").geturl()
+    return RemoteSpec(url=url, options={**ssh_remote.options, "known_hosts": str(known_hosts)})
+
+
+def s3_via(s3_remote: RemoteSpec, port: int) -> RemoteSpec:
+    """`s3_remote` reached through 127.0.0.1:`port`."""
+    return RemoteSpec(url=s3_remote.url, options={**s3_remote.options,
+                                                   "endpoint_url": f"http://127.0.0.1:{port}"})

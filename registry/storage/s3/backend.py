@@ -44,13 +44,14 @@ from urllib.parse import urlsplit
 import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, ProfileNotFound
+from s3transfer.exceptions import CancelledError
 from s3transfer.manager import TransferConfig, TransferManager
 from s3transfer.subscribers import BaseSubscriber
 
 from modelreg.config import RemoteSpec
 from modelreg.errors import AlreadyExists, ConfigError, NotFound, RegistryError, RemoteError, UsageError
 from modelreg.hashing import CHUNK_SIZE, Progress, is_sha256_hex
-from modelreg.storage.base import Capabilities, Sink, StorageBase, stall_timeout_of
+from modelreg.storage.base import Cancelled, Capabilities, Sink, StorageBase, stall_timeout_of
 from modelreg.storage.s3.errors import ADVICE, STALLS, STREAM_ERRORS, not_an_s3_server, translate_error
 
 MiB = 1 << 20
@@ -107,11 +108,17 @@ def _require_absent(params: dict, **_kwargs) -> None:
 
 
 class _ProgressSubscriber(BaseSubscriber):
-    def __init__(self, progress: Progress) -> None:
+    """Forwards upload progress, and cancels the multipart upload once the storage is cancelled."""
+
+    def __init__(self, progress: Progress | None, cancelled: threading.Event) -> None:
         self._progress = progress
+        self._cancelled = cancelled
 
     def on_progress(self, future, bytes_transferred: int, **kwargs) -> None:
-        self._progress(bytes_transferred)
+        if self._cancelled.is_set():
+            future.cancel()
+        elif self._progress:
+            self._progress(bytes_transferred)
 
 
 class S3Storage(StorageBase):
@@ -120,6 +127,7 @@ class S3Storage(StorageBase):
     def __init__(self, spec: RemoteSpec) -> None:
         self.url = spec.url
         self.bucket, self.prefix = parse_s3_url(spec.url)
+        self.cancelled = threading.Event()
         options = spec.options
         self.capabilities = Capabilities(
             atomic_create_only=parse_flag(options.get("atomic_create_only", True), "atomic_create_only",
@@ -262,6 +270,7 @@ class S3Storage(StorageBase):
             self._stream(key, first, offset, sink)
             while pending:
                 chunks = pending.popleft().result()
+                self.check_cancelled()
                 submit_next()
                 for chunk in chunks:
                     sink.write(chunk)
@@ -295,6 +304,7 @@ class S3Storage(StorageBase):
                     break
                 if chunk is None:
                     break
+                self.check_cancelled()
                 sink.write(chunk)
                 position += len(chunk)
             if position > end:
@@ -312,7 +322,7 @@ class S3Storage(StorageBase):
             try:
                 body = self._get(key, start, end, etag)["Body"]
                 for chunk in body.iter_chunks(CHUNK_SIZE):
-                    if stop.is_set():
+                    if stop.is_set() or self.cancelled.is_set():
                         body.close()
                         return []
                     chunks.append(chunk)
@@ -386,10 +396,14 @@ class S3Storage(StorageBase):
         extra = {"ChecksumAlgorithm": "CRC32"}
         in_memory = isinstance(source, (bytes, bytearray, memoryview))
         fileobj = io.BytesIO(bytes(source)) if in_memory else str(source)
-        subscribers = [_ProgressSubscriber(progress)] if progress else None
+        subscribers = [_ProgressSubscriber(progress, self.cancelled)]
         with TransferManager(client, self._transfer_config) as manager:
-            manager.upload(fileobj, self.bucket, self._key(key), extra_args=extra,
-                           subscribers=subscribers).result()
+            future = manager.upload(fileobj, self.bucket, self._key(key), extra_args=extra,
+                                    subscribers=subscribers)
+            try:
+                future.result()
+            except CancelledError as exc:
+                raise Cancelled(f"upload of {key} to {self.url} cancelled") from exc
 
     def _create_only(self):
         """A second client whose CompleteMultipartUpload requests carry `If-None-Match: *`."""

@@ -20,6 +20,7 @@ import logging
 import os
 import posixpath
 import stat as stat_mode
+import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -64,6 +65,7 @@ class SSHStorage(StorageBase):
     def __init__(self, spec: RemoteSpec) -> None:
         self.url = spec.url
         self.capabilities = CAPABILITIES
+        self.cancelled = threading.Event()
         self._options = ConnectOptions.from_spec(spec)
         self.target = resolve_target(spec, self._options)
         self._verifier = HostKeyVerifier(list(self.target.known_hosts), self._options.known_hosts,
@@ -96,7 +98,7 @@ class SSHStorage(StorageBase):
                 self._fail(exc, "read", path)
             try:
                 read_file(session, handle, path, offset, guarded, pool=self._pool,
-                          max_streams=STREAMS_PER_FILE)
+                          max_streams=STREAMS_PER_FILE, stop=self.cancelled)
             except ResumePastEnd as exc:
                 raise RemoteError(f"Cannot resume {key} on {self.url} at byte {offset}: the object has "
                                   f"only {exc.size} bytes; delete the partial download and retry.") from None
@@ -125,7 +127,7 @@ class SSHStorage(StorageBase):
                 created = True
                 try:
                     write_file(session, handle, temp, reader.size, reader.read, progress,
-                               pool=self._pool, max_streams=STREAMS_PER_FILE)
+                               pool=self._pool, max_streams=STREAMS_PER_FILE, stop=self.cancelled)
                     session.sftp.fsync(handle.handle)
                 finally:
                     _close_quietly(handle, session)
