@@ -23,7 +23,7 @@ from pathlib import Path
 from filelock import Timeout
 
 from modelreg.config import RemoteSpec, Settings
-from modelreg.errors import AlreadyExists, IntegrityError, LocalIOError, NotFound, RegistryError
+from modelreg.errors import AlreadyExists, IntegrityError, LocalIOError, NotFound, RegistryError, RemoteError
 from modelreg.hashing import CHUNK_SIZE, HashingSink, hash_bytes
 from modelreg.layout import SIGNATURE_NAME, SUMS_NAME, blob_key, version_key
 from modelreg.local.cache import Cache
@@ -200,8 +200,22 @@ def _check_same_version(remote_bytes: bytes, manifest_bytes: bytes, ref: Ref, sp
             f"under a new version name.")
 
 
+STALE_UPLOAD_AGE = 3600.0
+"""Seconds without a write after which an upload's leftovers (temp file, unfinished multipart
+upload) count as abandoned. Uploads take no lock, so a younger one may be another push of
+the same blob in progress: removing it would fail that push."""
+
+
 def _upload_blob(cache: Cache, storage: Storage, entry: FileEntry, reporter: ProgressReporter) -> None:
     path = cache.verify_blob(entry)  # the cache is untrusted: never upload unverified bytes
+    try:
+        removed = storage.remove_stale_uploads(blob_key(entry.sha256), STALE_UPLOAD_AGE)
+    except RemoteError as exc:  # clean-up is a courtesy: the upload itself may still work
+        reporter.message(f"Could not clean up old partial uploads of {entry.path}: {exc}")
+    else:
+        if removed:
+            reporter.message(f"Removed {removed} abandoned partial upload(s) of {entry.path} "
+                             f"from {storage.url}")
     storage.write(blob_key(entry.sha256), path, sha256=entry.sha256,
                   progress=reporter.task(f"push {entry.path}", entry.size))
 

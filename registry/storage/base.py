@@ -42,6 +42,17 @@ def stall_timeout_of(options: dict, label: str) -> float:
     return seconds
 
 
+TEMP_PREFIX = ".incoming-"
+"""Temp files of uploads in progress (file://, SSH) are `TEMP_PREFIX + <32 hex> + "-" + target name`."""
+
+
+def is_temp_of(name: str, target: str) -> bool:
+    """Is `name` a temp file (see `TEMP_PREFIX`) of an upload to the file named `target`?"""
+    unique = name[len(TEMP_PREFIX):len(TEMP_PREFIX) + 32]
+    return (name.startswith(TEMP_PREFIX) and name[len(TEMP_PREFIX) + 32:] == f"-{target}"
+            and len(unique) == 32 and all(char in "0123456789abcdef" for char in unique))
+
+
 class Cancelled(Exception):
     """Raised by a transfer that stopped because `Storage.cancel()` was called (e.g. on Ctrl-C).
 
@@ -143,6 +154,14 @@ class Storage(Protocol):
 
     def delete(self, key: str) -> None:
         """Remove `key`; a missing key is not an error."""
+
+    def remove_stale_uploads(self, key: str, older_than: float) -> int:
+        """Remove what killed uploads of `key` left behind (temp files, unfinished multipart
+        uploads) that saw no write for `older_than` seconds; returns how many were removed.
+
+        Leftovers younger than that may be another writer's upload in progress and are
+        kept. Never touches `key` itself.
+        """
 
     def cancel(self) -> None:
         """Make every transfer in flight, on any thread, stop at its next chunk by raising

@@ -12,6 +12,7 @@ import errno
 import os
 import stat as stat_mode
 import threading
+import time
 import uuid
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -19,9 +20,7 @@ from urllib.parse import unquote, urlsplit
 from modelreg.config import RemoteSpec
 from modelreg.errors import AlreadyExists, LocalIOError, NotFound, RemoteError, UsageError
 from modelreg.hashing import CHUNK_SIZE, Progress
-from modelreg.storage.base import Capabilities, Sink, StorageBase
-
-TEMP_PREFIX = ".incoming-"
+from modelreg.storage.base import TEMP_PREFIX, Capabilities, Sink, StorageBase, is_temp_of
 
 
 def root_from_url(url: str) -> Path:
@@ -153,6 +152,23 @@ class LocalStorage(StorageBase):
                     continue
                 keys.append(Path(dirpath, name).relative_to(self.root).as_posix())
         return sorted(keys)
+
+    def remove_stale_uploads(self, key: str, older_than: float) -> int:
+        target = self._path(key)
+        cutoff = time.time() - older_than
+        removed = 0
+        try:
+            with os.scandir(target.parent) as entries:
+                for entry in entries:
+                    if is_temp_of(entry.name, target.name) and entry.stat(follow_symlinks=False).st_mtime <= cutoff:
+                        os.unlink(entry.path)
+                        removed += 1
+        except FileNotFoundError:
+            return removed
+        except OSError as exc:
+            raise RemoteError(f"Cannot remove stale temp files in {target.parent}: "
+                              f"{exc.strerror or exc}.") from exc
+        return removed
 
     def delete(self, key: str) -> None:
         try:

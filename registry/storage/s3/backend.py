@@ -38,6 +38,8 @@ import io
 import threading
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -105,6 +107,15 @@ def _no_retry_after_a_stall(caught_exception: Exception | None = None, **_kwargs
 def _require_absent(params: dict, **_kwargs) -> None:
     """botocore hook: make CompleteMultipartUpload create-only (`If-None-Match: *`)."""
     params.setdefault("IfNoneMatch", "*")
+
+
+def _age(moment: datetime, server_date: str | None) -> float:
+    """Seconds from `moment` to the server's `Date` header (this machine's clock without one)."""
+    try:
+        now = parsedate_to_datetime(server_date) if server_date else datetime.now(UTC)
+    except (TypeError, ValueError):
+        now = datetime.now(UTC)
+    return (now - moment).total_seconds()
 
 
 class _ProgressSubscriber(BaseSubscriber):
@@ -430,6 +441,28 @@ class S3Storage(StorageBase):
         except (ClientError, BotoCoreError) as exc:
             raise self._error(exc, "list", prefix) from exc
         return sorted(keys)
+
+    def remove_stale_uploads(self, key: str, older_than: float) -> int:
+        """Abort unfinished multipart uploads of `key` started, and last given a part, over
+        `older_than` seconds ago (by the server's clock, as S3 reports both times)."""
+        full_key = self._key(key)
+        removed = 0
+        try:
+            listing = self._client.list_multipart_uploads(Bucket=self.bucket, Prefix=full_key)
+            now = listing["ResponseMetadata"]["HTTPHeaders"].get("date")
+            for upload in listing.get("Uploads", ()):
+                if upload.get("Key") != full_key:
+                    continue
+                parts = self._client.list_parts(Bucket=self.bucket, Key=full_key,
+                                                UploadId=upload["UploadId"]).get("Parts", ())
+                last = max([upload["Initiated"], *(part["LastModified"] for part in parts)])
+                if _age(last, now) >= older_than:
+                    self._client.abort_multipart_upload(Bucket=self.bucket, Key=full_key,
+                                                        UploadId=upload["UploadId"])
+                    removed += 1
+        except (ClientError, BotoCoreError) as exc:
+            raise self._error(exc, "clean up unfinished uploads of", key) from exc
+        return removed
 
     def delete(self, key: str) -> None:
         try:

@@ -21,6 +21,7 @@ import os
 import posixpath
 import stat as stat_mode
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -32,8 +33,7 @@ import paramiko
 from modelreg.config import RemoteSpec
 from modelreg.errors import AlreadyExists, IntegrityError, NotFound, RegistryError, RemoteError
 from modelreg.hashing import Progress
-from modelreg.storage.base import Capabilities, Sink, StorageBase
-from modelreg.storage.local import TEMP_PREFIX
+from modelreg.storage.base import TEMP_PREFIX, Capabilities, Sink, StorageBase, is_temp_of
 from modelreg.storage.ssh.connect import ConnectOptions, KeyFiles, open_transport, resolve_target
 from modelreg.storage.ssh.errors import TRANSFER_ERRORS, SSHErrors, errno_of, is_connection_failure
 from modelreg.storage.ssh.hostkeys import HostKeyVerifier
@@ -161,6 +161,23 @@ class SSHStorage(StorageBase):
                     elif not entry.filename.startswith(TEMP_PREFIX):
                         keys.append(posixpath.relpath(full, self._root_path))
             return sorted(keys)
+
+    def remove_stale_uploads(self, key: str, older_than: float) -> int:
+        """As the protocol says; ages compare the server's mtimes with this machine's clock."""
+        with self._session() as session:
+            target = self._path(key)
+            directory, name = posixpath.split(target)
+            cutoff = time.time() - older_than
+            removed = 0
+            try:
+                for entry in session.sftp.listdir_attr(directory):
+                    if is_temp_of(entry.filename, name) and (entry.st_mtime or 0) <= cutoff:
+                        session.sftp.remove(posixpath.join(directory, entry.filename))
+                        removed += 1
+            except TRANSFER_ERRORS as exc:
+                if errno_of(exc) != errno.ENOENT:
+                    self._fail(exc, "clean up old temp files in", directory)
+            return removed
 
     def delete(self, key: str) -> None:
         with self._session() as session:
