@@ -247,7 +247,7 @@ def _handshake_error(target: SSHTarget, received: bytes, timeout: float, options
         limit = (stall_advice(timeout) if timeout == options.stall_timeout else
                  f"no byte arrived for {timeout:g} s (connect_timeout)")
         return RemoteError(f"The SSH server {target.display} accepted the connection but never "
-                           f"answered ({exc or type(exc).__name__}): {limit}.")
+                           f"answered the SSH handshake ({exc or type(exc).__name__}): {limit}.")
     return RemoteError(
         f"The SSH handshake with {target.display} failed or did not finish within "
         f"{timeout:g} s ({exc or type(exc).__name__}). Check that an SSH server listens "
