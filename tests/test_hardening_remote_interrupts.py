@@ -89,3 +89,28 @@ def test_ctrl_c_stops_a_slow_pull_at_once_and_the_next_pull_resumes(backend, req
         assert download_blob(cache, storage, entry, SilentProgress()) is True
     assert offsets == [received]
     assert cache.verify_blob(entry)
+
+
+@pytest.mark.parametrize("backend", ["s3", "ssh"])
+def test_ctrl_c_stops_a_slow_push_at_once_and_publishes_nothing(backend, request, settings, tmp_path):
+    direct = request.getfixturevalue(f"{backend}_remote")
+    make_bundle(settings, "v9", {"big.bin": os.urandom(SIZE)}, tmp_path)
+
+    with RelayProxy(server_port(backend, direct, request), rate=RATE) as proxy:
+        slow = register_remote(settings, through(backend, direct, proxy, request, tmp_path), "slow")
+        process = subprocess.Popen([str(MODELREG), "push", "v9", "--remote", slow],
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        time.sleep(3)  # connected and uploading (the blob takes two minutes at this rate)
+        assert process.poll() is None
+        interrupted = time.monotonic()
+        for _ in range(3):
+            process.send_signal(signal.SIGINT)
+            time.sleep(0.1)
+        _out, err = process.communicate(timeout=30)
+        elapsed = time.monotonic() - interrupted
+
+    assert process.returncode == 130, err
+    assert elapsed < 3, f"took {elapsed:.1f} s to stop"
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    with open_storage(direct) as storage:
+        assert storage.list("models/") == []
