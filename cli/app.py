@@ -87,7 +87,8 @@ def push(ref: str = typer.Argument(..., help="[NAME:]VERSION, e.g. v9"),
         " It already carries a signature (kept)." if key else "")
     if result.already_published:
         stdout.print(f"{result.manifest.ref} is already on {result.remote} with the same manifest "
-                     f"({result.manifest.digest[:12]}): nothing to do.{signed}", highlight=False)
+                     f"({result.manifest.digest[:12]}): nothing to do.{signed} If pulls of it fail, "
+                     f"repair it with 'modelreg push {result.manifest.ref} --repair'.", highlight=False)
         return
     sent = sum(e.size for e in result.uploaded)
     stdout.print(f"Pushed {result.manifest.ref} to {result.remote}: {len(result.uploaded)} blob(s) "

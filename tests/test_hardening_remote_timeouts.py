@@ -24,6 +24,8 @@ from tests.servers.loopback import PlainHttpServer, RelayProxy, SilentServer, ss
 
 STALL = 2.0
 MARGIN = 4.0
+CLI_MARGIN = 8.0
+"""A subprocess also pays for starting Python and importing boto3/paramiko (seconds on a busy machine)."""
 
 
 def file_root(spec: RemoteSpec) -> Path:
@@ -85,7 +87,7 @@ def test_silent_s3_endpoint_fails_within_the_stall_timeout(settings, s3_remote):
         out = run_cli("--stall-timeout", str(STALL), "pull", "v9", "--remote", target, expect=5, timeout=60)
         elapsed = time.monotonic() - started
 
-    assert elapsed < STALL + MARGIN, out.stderr
+    assert elapsed < STALL + CLI_MARGIN, out.stderr
     assert f"127.0.0.1:{silent.port}" in out.stderr and "stall_timeout" in out.stderr
     assert "Traceback" not in out.stderr
 
@@ -99,7 +101,7 @@ def test_silent_ssh_host_fails_within_the_stall_timeout(settings, ssh_remote, ss
         out = run_cli("pull", "v9", "--remote", target, expect=5, timeout=60)
         elapsed = time.monotonic() - started
 
-    assert elapsed < STALL + MARGIN, out.stderr
+    assert elapsed < STALL + CLI_MARGIN, out.stderr
     assert f"127.0.0.1:{silent.port}" in out.stderr and "stall_timeout" in out.stderr
     assert "Traceback" not in out.stderr
 

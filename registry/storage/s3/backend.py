@@ -38,8 +38,6 @@ import io
 import threading
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -54,6 +52,7 @@ from modelreg.config import RemoteSpec
 from modelreg.errors import AlreadyExists, ConfigError, NotFound, RegistryError, RemoteError, UsageError
 from modelreg.hashing import CHUNK_SIZE, Progress, is_sha256_hex
 from modelreg.storage.base import Cancelled, Capabilities, Sink, StorageBase, stall_timeout_of
+from modelreg.storage.s3.cleanup import abort_stale_uploads
 from modelreg.storage.s3.errors import ADVICE, STALLS, STREAM_ERRORS, not_an_s3_server, translate_error
 
 MiB = 1 << 20
@@ -107,15 +106,6 @@ def _no_retry_after_a_stall(caught_exception: Exception | None = None, **_kwargs
 def _require_absent(params: dict, **_kwargs) -> None:
     """botocore hook: make CompleteMultipartUpload create-only (`If-None-Match: *`)."""
     params.setdefault("IfNoneMatch", "*")
-
-
-def _age(moment: datetime, server_date: str | None) -> float:
-    """Seconds from `moment` to the server's `Date` header (this machine's clock without one)."""
-    try:
-        now = parsedate_to_datetime(server_date) if server_date else datetime.now(UTC)
-    except (TypeError, ValueError):
-        now = datetime.now(UTC)
-    return (now - moment).total_seconds()
 
 
 class _ProgressSubscriber(BaseSubscriber):
@@ -443,26 +433,11 @@ class S3Storage(StorageBase):
         return sorted(keys)
 
     def remove_stale_uploads(self, key: str, older_than: float) -> int:
-        """Abort unfinished multipart uploads of `key` started, and last given a part, over
-        `older_than` seconds ago (by the server's clock, as S3 reports both times)."""
-        full_key = self._key(key)
-        removed = 0
+        """Abort unfinished multipart uploads of `key` idle for `older_than` seconds (`abort_stale_uploads`)."""
         try:
-            listing = self._client.list_multipart_uploads(Bucket=self.bucket, Prefix=full_key)
-            now = listing["ResponseMetadata"]["HTTPHeaders"].get("date")
-            for upload in listing.get("Uploads", ()):
-                if upload.get("Key") != full_key:
-                    continue
-                parts = self._client.list_parts(Bucket=self.bucket, Key=full_key,
-                                                UploadId=upload["UploadId"]).get("Parts", ())
-                last = max([upload["Initiated"], *(part["LastModified"] for part in parts)])
-                if _age(last, now) >= older_than:
-                    self._client.abort_multipart_upload(Bucket=self.bucket, Key=full_key,
-                                                        UploadId=upload["UploadId"])
-                    removed += 1
+            return abort_stale_uploads(self._client, self.bucket, self._key(key), older_than)
         except (ClientError, BotoCoreError) as exc:
             raise self._error(exc, "clean up unfinished uploads of", key) from exc
-        return removed
 
     def delete(self, key: str) -> None:
         try:
