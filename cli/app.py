@@ -14,7 +14,15 @@ import typer
 
 from modelreg.cli import model_commands, remote_commands
 from modelreg.cli.context import AcceptHostKey, JsonOption, RemoteOption, current_settings, ref_of, resolve
-from modelreg.cli.errors import BROKEN_PIPE, EXIT_CODES_HELP, State, report
+from modelreg.cli.errors import (
+    BROKEN_PIPE,
+    EXIT_CODES_HELP,
+    INTERRUPTED,
+    Interrupted,
+    State,
+    install_interrupt_handler,
+    report,
+)
 from modelreg.cli.output import human_size, print_json, progress_reporter, stderr, stdout
 from modelreg.config import Settings
 from modelreg.errors import UsageError
@@ -29,7 +37,7 @@ app = typer.Typer(
 app.add_typer(remote_commands.remote_app, name="remote")
 
 GLOBAL_FLAGS = ("--debug", "--quiet", "-q")
-GLOBAL_OPTIONS = ("--workspace",)
+GLOBAL_OPTIONS = ("--workspace", "--stall-timeout")
 """Global options, accepted before or after the subcommand (`modelreg pull v9 -q`, as in git)."""
 
 
@@ -47,15 +55,22 @@ def root(debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
          workspace: Optional[str] = typer.Option(
              None, "--workspace", metavar="DIR", help="Where pins and trusted keys live (default: "
              "$MODELREG_WORKSPACE, else the nearest directory at or above here with manifests/)."),
+         stall_timeout: Optional[float] = typer.Option(
+             None, "--stall-timeout", metavar="SECONDS", help="Give up on a remote that sends no byte "
+             "for this long (default: $MODELREG_STALL_TIMEOUT, else stall_timeout in the config, else 30)."),
          version: bool = typer.Option(False, "--version", callback=version_callback, is_eager=True,
                                       help="Print the version and exit.")) -> None:
     State.debug, State.quiet, State.workspace = debug, quiet, workspace
+    State.stall_timeout = stall_timeout
 
 
 @app.command()
 def push(ref: str = typer.Argument(..., help="[NAME:]VERSION, e.g. v9"),
          sign: Optional[Path] = typer.Option(None, "--sign", help="Sign with this ECDSA private key "
                                              "(see keygen); default: signing_key in the config."),
+         repair: bool = typer.Option(False, "--repair", help="Re-verify every blob on the remote "
+                                     "(reading it back) and replace damaged or missing ones, a missing "
+                                     "manifest, SHA256SUMS or model.sig, from the verified cache."),
          remote: Optional[str] = RemoteOption, accept_new_host_key: bool = AcceptHostKey) -> None:
     """Upload a cached version: missing blobs first, the manifest last (create-only)."""
     from modelreg.transfer import push as push_version
@@ -64,17 +79,32 @@ def push(ref: str = typer.Argument(..., help="[NAME:]VERSION, e.g. v9"),
     key = sign or (Path(settings.signing_key).expanduser() if settings.signing_key else None)
     with progress_reporter(State.quiet) as reporter:
         result = push_version(settings, ref_of(settings, ref), spec, sign_key=key,
-                              passphrase=key_passphrase(settings, key), reporter=reporter)
+                              passphrase=key_passphrase(settings, key), reporter=reporter, repair=repair)
+    if result.repair is not None:
+        print_repair(result)
+        return
     signed = " Signed: model.sig stored." if result.signed else (
         " It already carries a signature (kept)." if key else "")
     if result.already_published:
         stdout.print(f"{result.manifest.ref} is already on {result.remote} with the same manifest "
-                     f"({result.manifest.digest[:12]}): nothing to do.{signed}", highlight=False)
+                     f"({result.manifest.digest[:12]}): nothing to do.{signed} If pulls of it fail, "
+                     f"repair it with 'modelreg push {result.manifest.ref} --repair'.", highlight=False)
         return
     sent = sum(e.size for e in result.uploaded)
     stdout.print(f"Pushed {result.manifest.ref} to {result.remote}: {len(result.uploaded)} blob(s) "
                  f"uploaded ({human_size(sent)}), {len(result.skipped)} already there; manifest "
                  f"{result.manifest.digest[:12]}.{signed}", highlight=False)
+
+
+def print_repair(result) -> None:
+    """One line per blob that was repaired, then a summary of what was checked, repaired and good."""
+    report = result.repair
+    for check in report.repaired:
+        stdout.print(f"REPAIRED  {check.entry.path}  {check.entry.sha256}  ({check.detail})", highlight=False)
+    metadata = ", ".join(f"{name} {state}" for name, state in report.metadata.items())
+    stdout.print(f"Repaired {result.manifest.ref} on {result.remote}: {len(report.blobs)} blob(s) checked "
+                 f"by reading them back, {len(report.repaired)} replaced from the verified cache, "
+                 f"{len(report.good)} good; {metadata}.", highlight=False)
 
 
 @app.command()
@@ -209,12 +239,14 @@ def hoist_global_options(args: list[str]) -> list[str]:
 def main(argv: Optional[list[str]] = None) -> None:
     """The `modelreg` entry point: every failure is caught here once (see `cli/errors.py`)."""
     import os
+    import signal
     import sys
 
     from typer.exceptions import Abort, TyperException
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # no TensorFlow C++ start-up lines
     args = hoist_global_options(list(sys.argv[1:] if argv is None else argv))
+    previous_handler = install_interrupt_handler()
     try:
         code = app(args=args, prog_name="modelreg", standalone_mode=False)
     except TyperException as exc:  # usage errors found while parsing: click's message, exit 2
@@ -229,6 +261,36 @@ def main(argv: Optional[list[str]] = None) -> None:
     except BrokenPipeError:  # stdout closed early (piped into head): quiet, as shells report SIGPIPE
         sys.stderr.close()
         code = BROKEN_PIPE
-    except (Exception, KeyboardInterrupt) as exc:
+    except (Exception, KeyboardInterrupt, Interrupted) as exc:
         code = report(exc)
+    if code == INTERRUPTED:
+        exit_interrupted()
+    if previous_handler is not None:
+        signal.signal(signal.SIGINT, previous_handler)  # type: ignore[arg-type]
     sys.exit(code if isinstance(code, int) else 0)
+
+
+def exit_interrupted(grace: float = 1.0) -> None:
+    """Exit 130 within about `grace` seconds of Ctrl-C, even with transfers still in flight.
+
+    The transfers were cancelled (`Storage.cancel`) and stop at their next chunk, removing
+    their temp files; the threads get `grace` seconds for that. A thread still blocked in
+    a read from a slow or silent server is then abandoned: the process exits without
+    Python's shutdown, which would join it. Downloads keep the bytes already received in
+    their `.partial` file (a prefix of the blob), so the next pull resumes.
+    """
+    import os
+    import sys
+    import threading
+    import time
+
+    deadline = time.monotonic() + grace
+    for thread in threading.enumerate():
+        if thread is not threading.main_thread() and not thread.daemon:
+            thread.join(max(0.0, deadline - time.monotonic()))
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(INTERRUPTED)

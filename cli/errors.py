@@ -31,12 +31,41 @@ EXIT_CODES_HELP = ("Exit codes: 0 ok; " + "; ".join(f"{code} {label}" for _cls, 
                      f"into head).")
 
 
+class Interrupted(BaseException):
+    """Ctrl-C (SIGINT), as raised by the CLI's handler (`install_interrupt_handler`).
+
+    Not a KeyboardInterrupt, which click would turn into `Abort` after printing an empty
+    line; a BaseException, so that no `except Exception` swallows it.
+    """
+
+
+def install_interrupt_handler() -> object:
+    """On the first SIGINT raise `Interrupted` in the main thread; ignore every later one, so a
+    second or third Ctrl-C cannot interrupt the shutdown (and print a traceback from it).
+
+    Returns the handler it replaced, for `signal.signal` to restore (None outside the main
+    thread, where nothing is installed).
+    """
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def interrupt(_signum, _frame) -> None:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        raise Interrupted()
+
+    return signal.signal(signal.SIGINT, interrupt)
+
+
 class State:
     """Global options, set once by the root callback."""
 
     debug = False
     quiet = False
     workspace: str | None = None
+    stall_timeout: float | None = None
 
 
 def exit_code_for(exc: BaseException) -> int:
@@ -50,7 +79,7 @@ def report(exc: BaseException) -> int:
     """Print what went wrong (traceback only with --debug) and return the exit code."""
     if State.debug:
         traceback.print_exception(exc)
-    if isinstance(exc, KeyboardInterrupt):
+    if isinstance(exc, (KeyboardInterrupt, Interrupted)):
         stderr.print("Interrupted; nothing half-written is visible (partial downloads resume).")
         return INTERRUPTED
     if isinstance(exc, RegistryError):

@@ -7,6 +7,7 @@ The config file is TOML (`config.toml` in the config directory):
     default_model = "emotion"
     default_remote = "team"
     data_dirs = ["/data/wav2vec"]
+    stall_timeout = 30          # seconds without a byte from a remote before giving up
     trusted_keys = ["/etc/modelreg/release.pub"]
 
     [remotes.team]
@@ -27,6 +28,7 @@ from urllib.parse import urlsplit
 import platformdirs
 
 from modelreg.errors import ConfigError
+from modelreg.storage.base import DEFAULT_STALL_TIMEOUT, stall_timeout_of
 from modelreg.storage.schemes import BACKENDS, backend_for_url, check_remote_options, storable_option_keys
 
 APP = "modelreg"
@@ -69,6 +71,10 @@ class Settings:
     key_passphrase: str | None = field(default=None, repr=False)
     workspace_origin: str = "given"
     """How `workspace` was chosen, for messages: see `find_workspace`."""
+    stall_timeout: float = DEFAULT_STALL_TIMEOUT
+    """Seconds without a byte from a remote before an operation fails (every backend but file://)."""
+    stall_timeout_forced: bool = False
+    """True when the flag or MODELREG_STALL_TIMEOUT set it: then it beats a remote's own option."""
 
     @property
     def known_hosts_path(self) -> Path:
@@ -76,8 +82,12 @@ class Settings:
         return self.config_path.parent / "known_hosts"
 
     @classmethod
-    def resolve(cls, env: dict | None = None, workspace: Path | None = None) -> Settings:
+    def resolve(cls, env: dict | None = None, workspace: Path | None = None,
+                stall_timeout: float | None = None) -> Settings:
         """Build settings from the environment (default: os.environ) and the config file.
+
+        `stall_timeout` is the command-line flag's value (it wins over
+        `MODELREG_STALL_TIMEOUT`, which wins over the config file's `stall_timeout`).
 
         The workspace is `workspace` when given, else `$MODELREG_WORKSPACE`, else the
         nearest directory at or above the current one that has a `manifests/` folder
@@ -102,6 +112,11 @@ class Settings:
                                   f"run 'modelreg remote add {name} URL' to fix it.")
             options = {k: v for k, v in table.items() if k != "url"}
             remotes[name] = RemoteSpec(url=str(table["url"]), name=name, options=options)
+        forced = stall_timeout if stall_timeout is not None else env.get("MODELREG_STALL_TIMEOUT") or None
+        origin = "--stall-timeout" if stall_timeout is not None else "MODELREG_STALL_TIMEOUT"
+        stall = stall_timeout_of({"stall_timeout": forced if forced is not None
+                                  else data.get("stall_timeout")},
+                                 origin if forced is not None else str(config_path))
         return cls(
             config_path=config_path,
             cache_dir=Path(env.get("MODELREG_CACHE") or cache_dir),
@@ -117,6 +132,8 @@ class Settings:
             signing_key=env.get("MODELREG_SIGNING_KEY") or data.get("signing_key"),
             ssh_passphrase=env.get("MODELREG_SSH_PASSPHRASE") or None,
             key_passphrase=env.get("MODELREG_KEY_PASSPHRASE") or None,
+            stall_timeout=stall,
+            stall_timeout_forced=forced is not None,
         )
 
     def with_workspace(self, workspace: Path) -> Settings:
@@ -142,6 +159,9 @@ class Settings:
                 f"'modelreg remote add {choice} URL' or pass a URL such as s3://bucket/prefix."
             )
         extra = {k: v for k, v in overrides.items() if v is not None}
+        if "stall_timeout" in backend_for_url(spec.url).options and (
+                self.stall_timeout_forced or "stall_timeout" not in spec.options):
+            extra.setdefault("stall_timeout", self.stall_timeout)
         if urlsplit(spec.url).scheme == "ssh":
             defaults = {"known_hosts": str(self.known_hosts_path), "passphrase": self.ssh_passphrase}
             for key, value in defaults.items():

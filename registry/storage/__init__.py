@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from modelreg.storage.base import Capabilities, Sink, Storage
+from modelreg.storage.base import Cancelled, Capabilities, Sink, Storage
 from modelreg.storage.schemes import BACKENDS, BackendInfo, backend_for_url
 
 if TYPE_CHECKING:
@@ -19,4 +19,4 @@ def open_storage(spec: RemoteSpec) -> Storage:
     return backend_for_url(spec.url).load()(spec)
 
 
-__all__ = ["BACKENDS", "BackendInfo", "Capabilities", "Sink", "Storage", "open_storage"]
+__all__ = ["BACKENDS", "BackendInfo", "Cancelled", "Capabilities", "Sink", "Storage", "open_storage"]

@@ -12,11 +12,59 @@ What a backend can and cannot promise differs (an S3 server may ignore
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, Self, runtime_checkable
 
+from modelreg.errors import UsageError
 from modelreg.hashing import Progress
+
+DEFAULT_STALL_TIMEOUT = 30.0
+"""Seconds without a byte from a remote before an operation is abandoned (`stall_timeout`)."""
+
+
+def stall_timeout_of(options: dict, label: str) -> float:
+    """The `stall_timeout` remote option (seconds, > 0), else `DEFAULT_STALL_TIMEOUT`.
+
+    `modelreg.config.Settings.remote` fills it in from the flag, environment or config file.
+    """
+    value = options.get("stall_timeout")
+    if value is None:
+        return DEFAULT_STALL_TIMEOUT
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        seconds = 0.0
+    if not seconds > 0:
+        raise UsageError(f"Invalid stall_timeout {value!r} for {label}: give a number of seconds "
+                         f"above 0.")
+    return seconds
+
+
+TEMP_PREFIX = ".incoming-"
+"""Temp files of uploads in progress (file://, SSH) are `TEMP_PREFIX + <32 hex> + "-" + target name`."""
+
+
+def is_temp_of(name: str, target: str) -> bool:
+    """Is `name` a temp file (see `TEMP_PREFIX`) of an upload to the file named `target`?"""
+    unique = name[len(TEMP_PREFIX):len(TEMP_PREFIX) + 32]
+    return (name.startswith(TEMP_PREFIX) and name[len(TEMP_PREFIX) + 32:] == f"-{target}"
+            and len(unique) == 32 and all(char in "0123456789abcdef" for char in unique))
+
+
+class Cancelled(Exception):
+    """Raised by a transfer that stopped because `Storage.cancel()` was called (e.g. on Ctrl-C).
+
+    Not a `RegistryError`: nothing failed, the caller asked to stop.
+    """
+
+
+def stall_advice(seconds: float) -> str:
+    """How to wait longer, for messages about a remote that stopped answering."""
+    return (f"no byte arrived for {seconds:g} s (stall_timeout). Check the endpoint and the network; "
+            f"on a slow link raise the limit with --stall-timeout, MODELREG_STALL_TIMEOUT or "
+            f"stall_timeout in the config file")
 
 
 class Sink(Protocol):
@@ -107,6 +155,20 @@ class Storage(Protocol):
     def delete(self, key: str) -> None:
         """Remove `key`; a missing key is not an error."""
 
+    def remove_stale_uploads(self, key: str, older_than: float) -> int:
+        """Remove what killed uploads of `key` left behind (temp files, unfinished multipart
+        uploads) that saw no write for `older_than` seconds; returns how many were removed.
+
+        Leftovers younger than that may be another writer's upload in progress and are
+        kept. Never touches `key` itself.
+        """
+
+    def cancel(self) -> None:
+        """Make every transfer in flight, on any thread, stop at its next chunk by raising
+        `Cancelled`; a download's bytes already handed to the sink stay there (resumable),
+        an upload's temp object is removed when the connection still allows it. Later
+        calls fail with `Cancelled` too: cancel before closing, on Ctrl-C."""
+
     def close(self) -> None:
         """Release connections; the object is unusable afterwards. Calling it twice is harmless."""
 
@@ -126,10 +188,20 @@ class StorageBase:
 
     url: str
     capabilities: Capabilities
+    cancelled: threading.Event
+    """Set by `cancel()`; a backend creates it in `__init__` and checks it between chunks."""
 
     @property
     def parallel_transfers(self) -> int:
         return self.capabilities.parallel_transfers
+
+    def cancel(self) -> None:
+        self.cancelled.set()
+
+    def check_cancelled(self) -> None:
+        """Raise `Cancelled` once `cancel()` was called."""
+        if self.cancelled.is_set():
+            raise Cancelled(f"transfer with {self.url} cancelled")
 
     def close(self) -> None:
         """Nothing to release."""

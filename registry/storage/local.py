@@ -8,7 +8,11 @@ with `TEMP_PREFIX` and are never listed.
 
 from __future__ import annotations
 
+import errno
 import os
+import stat as stat_mode
+import threading
+import time
 import uuid
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -16,9 +20,7 @@ from urllib.parse import unquote, urlsplit
 from modelreg.config import RemoteSpec
 from modelreg.errors import AlreadyExists, LocalIOError, NotFound, RemoteError, UsageError
 from modelreg.hashing import CHUNK_SIZE, Progress
-from modelreg.storage.base import Capabilities, Sink, StorageBase
-
-TEMP_PREFIX = ".incoming-"
+from modelreg.storage.base import TEMP_PREFIX, Capabilities, Sink, StorageBase, is_temp_of
 
 
 def root_from_url(url: str) -> Path:
@@ -41,33 +43,58 @@ class LocalStorage(StorageBase):
         self.url = spec.url
         self.root = root_from_url(spec.url)
         self.capabilities = CAPABILITIES
+        self.cancelled = threading.Event()
 
     def _path(self, key: str) -> Path:
         return self.root.joinpath(*key.split("/"))
 
     def stat(self, key: str) -> int | None:
         try:
-            return self._path(key).stat().st_size
+            info = self._path(key).lstat()
         except FileNotFoundError:
             return None
         except OSError as exc:
             raise RemoteError(f"Cannot read {self._path(key)}: {exc.strerror}.") from exc
+        self._require_regular(key, info.st_mode)
+        return info.st_size
 
-    def read(self, key: str, sink: Sink, *, offset: int = 0) -> None:
+    def _require_regular(self, key: str, mode: int) -> None:
+        """Refuse a FIFO, symlink, device or directory where an object should be: reading one could
+        hang forever (a FIFO) or leave the registry root (a symlink)."""
+        if not stat_mode.S_ISREG(mode):
+            raise RemoteError(f"{key} in {self.url} is not a regular file ({_kind(mode)}); a registry "
+                              f"holds only regular files. Remove {self._path(key)} and repair the "
+                              f"version from a good copy ('modelreg push NAME:VERSION --repair').")
+
+    def _open_regular(self, key: str):
+        """The object as a binary file, opened without following a symlink or blocking on a FIFO."""
         path = self._path(key)
         try:
-            handle = open(path, "rb")
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
         except FileNotFoundError as exc:
             raise NotFound(f"{key} does not exist in {self.url}.") from exc
         except OSError as exc:
+            if exc.errno == errno.ELOOP:  # O_NOFOLLOW on a symlink
+                self._require_regular(key, stat_mode.S_IFLNK)
             raise RemoteError(f"Cannot read {path}: {exc.strerror}.") from exc
-        with handle:
+        try:
+            self._require_regular(key, os.fstat(fd).st_mode)
+            os.set_blocking(fd, True)
+        except BaseException:
+            os.close(fd)
+            raise
+        return os.fdopen(fd, "rb")
+
+    def read(self, key: str, sink: Sink, *, offset: int = 0) -> None:
+        path = self._path(key)
+        with self._open_regular(key) as handle:
             size = os.fstat(handle.fileno()).st_size
             if offset > size:
                 raise RemoteError(f"Cannot resume {path} at byte {offset}: the object has only {size} "
                                   f"bytes; delete the partial download and retry.")
             handle.seek(offset)
             while chunk := handle.read(CHUNK_SIZE):
+                self.check_cancelled()
                 sink.write(chunk)
 
     def write(self, key: str, source: Path | bytes, *, create_only: bool = False,
@@ -92,6 +119,7 @@ class LocalStorage(StorageBase):
                         progress(len(data))
                 elif src is not None:
                     while chunk := src.read(CHUNK_SIZE):
+                        self.check_cancelled()
                         out.write(chunk)
                         if progress:
                             progress(len(chunk))
@@ -125,9 +153,35 @@ class LocalStorage(StorageBase):
                 keys.append(Path(dirpath, name).relative_to(self.root).as_posix())
         return sorted(keys)
 
+    def remove_stale_uploads(self, key: str, older_than: float) -> int:
+        target = self._path(key)
+        cutoff = time.time() - older_than
+        removed = 0
+        try:
+            with os.scandir(target.parent) as entries:
+                for entry in entries:
+                    if is_temp_of(entry.name, target.name) and entry.stat(follow_symlinks=False).st_mtime <= cutoff:
+                        os.unlink(entry.path)
+                        removed += 1
+        except FileNotFoundError:
+            return removed
+        except OSError as exc:
+            raise RemoteError(f"Cannot remove stale temp files in {target.parent}: "
+                              f"{exc.strerror or exc}.") from exc
+        return removed
+
     def delete(self, key: str) -> None:
         try:
             self._path(key).unlink(missing_ok=True)
         except OSError as exc:
             raise RemoteError(f"Cannot delete {self._path(key)}: {exc.strerror or exc}.") from exc
 
+
+
+def _kind(mode: int) -> str:
+    for test, name in ((stat_mode.S_ISLNK, "a symbolic link"), (stat_mode.S_ISFIFO, "a FIFO"),
+                       (stat_mode.S_ISDIR, "a directory"), (stat_mode.S_ISCHR, "a character device"),
+                       (stat_mode.S_ISBLK, "a block device"), (stat_mode.S_ISSOCK, "a socket")):
+        if test(mode):
+            return name
+    return "not a regular file"

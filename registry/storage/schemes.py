@@ -42,9 +42,9 @@ BACKENDS: Mapping[str, BackendInfo] = {info.scheme: info for info in (
     BackendInfo("file", "modelreg.storage.local:LocalStorage", "file:///path", needs_netloc=False),
     BackendInfo("s3", "modelreg.storage.s3.backend:S3Storage", "s3://bucket/prefix",
                 options=("endpoint_url", "region", "profile", "addressing_style", "max_attempts",
-                         "atomic_create_only")),
+                         "atomic_create_only", "stall_timeout")),
     BackendInfo("ssh", "modelreg.storage.ssh.backend:SSHStorage", "ssh://user@host:port/path",
-                options=("identity_file", "known_hosts", "connect_timeout"),
+                options=("identity_file", "known_hosts", "connect_timeout", "stall_timeout"),
                 runtime_options=("accept_new_host_key", "passphrase")),
 )}
 

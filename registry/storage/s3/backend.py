@@ -5,7 +5,9 @@ files, instance roles); they are never stored, logged or put in a message.
 `spec.options` (declared in `modelreg.storage.schemes`) may set `endpoint_url`,
 `region`, `profile`, `addressing_style` (`path`, `virtual` or `auto`; default `path`
 with an `endpoint_url`, else `auto`), `max_attempts` (per request, default
-`MAX_ATTEMPTS`) and `atomic_create_only` (default true; see below).
+`MAX_ATTEMPTS`), `atomic_create_only` (default true; see below) and `stall_timeout`
+(seconds without a byte before a request fails; a request that stalled is not
+retried, so a silent server fails after about that long, not attempts x that long).
 
 What a caller can rely on beyond the `Storage` protocol:
 - A PUT or a completed multipart upload is atomic in S3, so there are no temp names;
@@ -42,14 +44,16 @@ from urllib.parse import urlsplit
 import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, ProfileNotFound
+from s3transfer.exceptions import CancelledError
 from s3transfer.manager import TransferConfig, TransferManager
 from s3transfer.subscribers import BaseSubscriber
 
 from modelreg.config import RemoteSpec
 from modelreg.errors import AlreadyExists, ConfigError, NotFound, RegistryError, RemoteError, UsageError
 from modelreg.hashing import CHUNK_SIZE, Progress, is_sha256_hex
-from modelreg.storage.base import Capabilities, Sink, StorageBase
-from modelreg.storage.s3.errors import ADVICE, STREAM_ERRORS, translate_error
+from modelreg.storage.base import Cancelled, Capabilities, Sink, StorageBase, stall_timeout_of
+from modelreg.storage.s3.cleanup import abort_stale_uploads
+from modelreg.storage.s3.errors import ADVICE, STALLS, STREAM_ERRORS, not_an_s3_server, translate_error
 
 MiB = 1 << 20
 PART_SIZE = 16 * MiB
@@ -65,7 +69,7 @@ PARALLEL_TRANSFERS = 4
 MAX_ATTEMPTS = 3
 """Attempts per request, with botocore's "standard" backoff (throttling, 5xx, dropped connections)."""
 CONNECT_TIMEOUT = 5
-READ_TIMEOUT = 60
+"""Seconds to open a TCP connection (at most: never more than the stall timeout)."""
 ADDRESSING_STYLES = ("path", "virtual", "auto")
 
 
@@ -89,17 +93,33 @@ def parse_flag(value: object, name: str, label: str) -> bool:
     raise UsageError(f"Invalid {name} {value!r} for {label}: use true or false.")
 
 
+def _no_retry_after_a_stall(caught_exception: Exception | None = None, **_kwargs) -> None:
+    """botocore `needs-retry` hook: a request that got no byte for `stall_timeout` fails at once.
+
+    botocore would retry it `max_attempts` times (with backoff); a server that accepts
+    connections and never answers would then take several stall timeouts to report.
+    """
+    if isinstance(caught_exception, STALLS):
+        raise caught_exception
+
+
 def _require_absent(params: dict, **_kwargs) -> None:
     """botocore hook: make CompleteMultipartUpload create-only (`If-None-Match: *`)."""
     params.setdefault("IfNoneMatch", "*")
 
 
 class _ProgressSubscriber(BaseSubscriber):
-    def __init__(self, progress: Progress) -> None:
+    """Forwards upload progress, and cancels the multipart upload once the storage is cancelled."""
+
+    def __init__(self, progress: Progress | None, cancelled: threading.Event) -> None:
         self._progress = progress
+        self._cancelled = cancelled
 
     def on_progress(self, future, bytes_transferred: int, **kwargs) -> None:
-        self._progress(bytes_transferred)
+        if self._cancelled.is_set():
+            future.cancel()
+        elif self._progress:
+            self._progress(bytes_transferred)
 
 
 class S3Storage(StorageBase):
@@ -108,6 +128,7 @@ class S3Storage(StorageBase):
     def __init__(self, spec: RemoteSpec) -> None:
         self.url = spec.url
         self.bucket, self.prefix = parse_s3_url(spec.url)
+        self.cancelled = threading.Event()
         options = spec.options
         self.capabilities = Capabilities(
             atomic_create_only=parse_flag(options.get("atomic_create_only", True), "atomic_create_only",
@@ -131,8 +152,9 @@ class S3Storage(StorageBase):
                               f"~/.aws/config or ~/.aws/credentials: add it (aws configure "
                               f"--profile NAME) or fix the remote's profile option.") from exc
         pool_size = self.parallel_transfers * (UPLOAD_CONCURRENCY + 1)  # parts, plus HEAD/LIST
+        self.stall_timeout = stall_timeout_of(options, spec.label)
         self._config = Config(
-            connect_timeout=CONNECT_TIMEOUT, read_timeout=READ_TIMEOUT,
+            connect_timeout=min(CONNECT_TIMEOUT, self.stall_timeout), read_timeout=self.stall_timeout,
             retries={"mode": "standard",
                      "total_max_attempts": int(options.get("max_attempts", MAX_ATTEMPTS))},
             max_pool_connections=pool_size,
@@ -145,7 +167,7 @@ class S3Storage(StorageBase):
         )
         self._session = session
         self._endpoint_url = endpoint_url
-        self._client = session.client("s3", endpoint_url=endpoint_url, config=self._config)
+        self._client = self._new_client()
         self.endpoint = self._client.meta.endpoint_url
         self._create_only_client = None
         self._transfer_config = TransferConfig(
@@ -157,12 +179,18 @@ class S3Storage(StorageBase):
         self._lock = threading.Lock()
         self._bucket_seen = False
 
+    def _new_client(self):
+        client = self._session.client("s3", endpoint_url=self._endpoint_url, config=self._config)
+        client.meta.events.register_first("needs-retry.s3", _no_retry_after_a_stall)
+        return client
+
     def _key(self, key: str) -> str:
         return f"{self.prefix}/{key}" if self.prefix else key
 
     def _error(self, exc: Exception, action: str, key: str = "") -> RegistryError:
         return translate_error(exc, action=action, bucket=self.bucket,
-                               key=self._key(key) if key else self.prefix, endpoint=self.endpoint)
+                               key=self._key(key) if key else self.prefix, endpoint=self.endpoint,
+                               stall_timeout=self.stall_timeout)
 
     def _check_bucket(self) -> None:
         """Raise when the bucket is missing (a HEAD 404 cannot tell a missing key from it)."""
@@ -171,6 +199,8 @@ class S3Storage(StorageBase):
         try:
             self._client.head_bucket(Bucket=self.bucket)
         except ClientError as exc:
+            if not_an_s3_server(exc):
+                raise self._error(exc, "open bucket") from exc
             if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchBucket"):
                 raise RemoteError(f"Cannot use s3://{self.bucket} at {self.endpoint}: "
                                   f"{ADVICE['NoSuchBucket']}") from exc
@@ -184,7 +214,7 @@ class S3Storage(StorageBase):
             return self._client.head_object(Bucket=self.bucket, Key=self._key(key))["ContentLength"]
         except ClientError as exc:
             code = exc.response.get("Error", {}).get("Code")
-            if code in ("404", "NoSuchKey", "NotFound"):
+            if code in ("404", "NoSuchKey", "NotFound") and not not_an_s3_server(exc):
                 self._check_bucket()
                 return None
             raise self._explain_head_failure(exc, key) from exc
@@ -241,6 +271,7 @@ class S3Storage(StorageBase):
             self._stream(key, first, offset, sink)
             while pending:
                 chunks = pending.popleft().result()
+                self.check_cancelled()
                 submit_next()
                 for chunk in chunks:
                     sink.write(chunk)
@@ -269,11 +300,12 @@ class S3Storage(StorageBase):
                 try:
                     chunk = next(chunks, None)
                 except STREAM_ERRORS as exc:
-                    if attempt == MAX_ATTEMPTS:
+                    if attempt == MAX_ATTEMPTS or isinstance(exc, STALLS):
                         raise self._error(exc, "download", key) from exc
                     break
                 if chunk is None:
                     break
+                self.check_cancelled()
                 sink.write(chunk)
                 position += len(chunk)
             if position > end:
@@ -291,12 +323,12 @@ class S3Storage(StorageBase):
             try:
                 body = self._get(key, start, end, etag)["Body"]
                 for chunk in body.iter_chunks(CHUNK_SIZE):
-                    if stop.is_set():
+                    if stop.is_set() or self.cancelled.is_set():
                         body.close()
                         return []
                     chunks.append(chunk)
             except STREAM_ERRORS as exc:
-                if attempt == MAX_ATTEMPTS:
+                if attempt == MAX_ATTEMPTS or isinstance(exc, STALLS):
                     raise self._error(exc, "download", key) from exc
                 continue
             if sum(map(len, chunks)) == end - start + 1:
@@ -305,6 +337,8 @@ class S3Storage(StorageBase):
 
     def _read_error(self, exc: Exception, key: str) -> RegistryError:
         code = exc.response.get("Error", {}).get("Code") if isinstance(exc, ClientError) else None
+        if isinstance(exc, ClientError) and not_an_s3_server(exc):
+            return self._error(exc, "download", key)
         if code in ("NoSuchKey", "404"):
             self._check_bucket()
             return NotFound(f"{key} does not exist in {self.url}.")
@@ -336,7 +370,8 @@ class S3Storage(StorageBase):
             else:
                 self._upload_parts(key, source, create_only=create_only, progress=progress)
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("PreconditionFailed", "412"):
+            if exc.response.get("Error", {}).get("Code") in ("PreconditionFailed", "412") and \
+                    not not_an_s3_server(exc):
                 raise AlreadyExists(f"{key} already exists in {self.url}.") from exc
             raise self._error(exc, "upload", key) from exc
         except BotoCoreError as exc:
@@ -362,16 +397,20 @@ class S3Storage(StorageBase):
         extra = {"ChecksumAlgorithm": "CRC32"}
         in_memory = isinstance(source, (bytes, bytearray, memoryview))
         fileobj = io.BytesIO(bytes(source)) if in_memory else str(source)
-        subscribers = [_ProgressSubscriber(progress)] if progress else None
+        subscribers = [_ProgressSubscriber(progress, self.cancelled)]
         with TransferManager(client, self._transfer_config) as manager:
-            manager.upload(fileobj, self.bucket, self._key(key), extra_args=extra,
-                           subscribers=subscribers).result()
+            future = manager.upload(fileobj, self.bucket, self._key(key), extra_args=extra,
+                                    subscribers=subscribers)
+            try:
+                future.result()
+            except CancelledError as exc:
+                raise Cancelled(f"upload of {key} to {self.url} cancelled") from exc
 
     def _create_only(self):
         """A second client whose CompleteMultipartUpload requests carry `If-None-Match: *`."""
         with self._lock:
             if self._create_only_client is None:
-                client = self._session.client("s3", endpoint_url=self._endpoint_url, config=self._config)
+                client = self._new_client()
                 client.meta.events.register("before-parameter-build.s3.CompleteMultipartUpload",
                                             _require_absent)
                 self._create_only_client = client
@@ -392,6 +431,13 @@ class S3Storage(StorageBase):
         except (ClientError, BotoCoreError) as exc:
             raise self._error(exc, "list", prefix) from exc
         return sorted(keys)
+
+    def remove_stale_uploads(self, key: str, older_than: float) -> int:
+        """Abort unfinished multipart uploads of `key` idle for `older_than` seconds (`abort_stale_uploads`)."""
+        try:
+            return abort_stale_uploads(self._client, self.bucket, self._key(key), older_than)
+        except (ClientError, BotoCoreError) as exc:
+            raise self._error(exc, "clean up unfinished uploads of", key) from exc
 
     def delete(self, key: str) -> None:
         try:

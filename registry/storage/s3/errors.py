@@ -21,10 +21,15 @@ from botocore.exceptions import (
 )
 
 from modelreg.errors import IntegrityError, RegistryError, RemoteError
+from modelreg.storage.base import stall_advice
 
 STREAM_ERRORS = (socket.timeout, ConnectionError, ReadTimeoutError, IncompleteReadError,
                   ResponseStreamingError)
 """Failures while reading a response body, which botocore does not retry: resume the range."""
+STALLS = (ReadTimeoutError, ConnectTimeoutError, socket.timeout)
+"""No byte within the stall timeout: reported at once, never retried (see `S3Storage`)."""
+S3_HEADERS = ("x-amz-request-id", "x-amz-id-2")
+"""Every S3 implementation we know (AWS, MinIO, SeaweedFS, Ceph) sends one of these on every reply."""
 
 _THROTTLED = {"SlowDown", "Throttling", "ThrottlingException", "RequestLimitExceeded",
               "TooManyRequests", "RequestThrottled", "RequestThrottledException"}
@@ -50,13 +55,42 @@ ADVICE["403"] = ADVICE["Forbidden"] = ADVICE["AccessDenied"]
 ADVICE["TokenRefreshRequired"] = ADVICE["InvalidToken"] = ADVICE["ExpiredToken"]
 
 
-def translate_error(exc: Exception, *, action: str, bucket: str, key: str, endpoint: str) -> RegistryError:
+def not_an_s3_server(exc: ClientError) -> str | None:
+    """What gives away a reply that did not come from an S3 server (a web server, a proxy's
+    error page), or None when it looks like S3.
+
+    botocore turns any HTTP error into a ClientError whose code is the status when the
+    body is not S3's XML, so a plain web server answering 404 reads as "no such bucket".
+    """
+    metadata = exc.response.get("ResponseMetadata", {})
+    headers = {name.lower(): value for name, value in (metadata.get("HTTPHeaders") or {}).items()}
+    if any(name in headers for name in S3_HEADERS):
+        return None
+    code = str(exc.response.get("Error", {}).get("Code", ""))
+    content_type = headers.get("content-type", "")
+    if not (code.isdigit() or "html" in content_type):
+        return None
+    clues = [f"HTTP {metadata.get('HTTPStatusCode', code)}", "no x-amz-request-id header"]
+    if headers.get("server"):
+        clues.append(f"Server: {headers['server']}")
+    if content_type:
+        clues.append(f"Content-Type: {content_type}")
+    return ", ".join(clues)
+
+
+def translate_error(exc: Exception, *, action: str, bucket: str, key: str, endpoint: str,
+                    stall_timeout: float | None = None) -> RegistryError:
     """One typed error, with what failed, where and what to do, for a boto/botocore exception.
 
     Messages never contain credentials: only the bucket, key, endpoint and the server's
     error code and message.
     """
     where = f"Cannot {action} s3://{bucket}/{key} at {endpoint}"
+    if isinstance(exc, ClientError) and (clues := not_an_s3_server(exc)):
+        return RemoteError(f"{where}: {endpoint} did not answer as an S3 server ({clues}). Check the "
+                           f"remote's endpoint_url: it must name the S3 API's host and port.")
+    if stall_timeout is not None and isinstance(exc, STALLS):
+        return RemoteError(f"{where}: the server stopped answering: {stall_advice(stall_timeout)}.")
     if isinstance(exc, (NoCredentialsError, PartialCredentialsError)):
         return RemoteError(f"{where}: no AWS credentials found. Set AWS_ACCESS_KEY_ID and "
                            f"AWS_SECRET_ACCESS_KEY, or AWS_PROFILE (or the remote's profile option), "

@@ -20,6 +20,8 @@ import logging
 import os
 import posixpath
 import stat as stat_mode
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -31,8 +33,7 @@ import paramiko
 from modelreg.config import RemoteSpec
 from modelreg.errors import AlreadyExists, IntegrityError, NotFound, RegistryError, RemoteError
 from modelreg.hashing import Progress
-from modelreg.storage.base import Capabilities, Sink, StorageBase
-from modelreg.storage.local import TEMP_PREFIX
+from modelreg.storage.base import TEMP_PREFIX, Capabilities, Sink, StorageBase, is_temp_of
 from modelreg.storage.ssh.connect import ConnectOptions, KeyFiles, open_transport, resolve_target
 from modelreg.storage.ssh.errors import TRANSFER_ERRORS, SSHErrors, errno_of, is_connection_failure
 from modelreg.storage.ssh.hostkeys import HostKeyVerifier
@@ -44,8 +45,6 @@ log = logging.getLogger(__name__)
 MAX_CONNECTIONS = 8
 STREAMS_PER_FILE = 2
 """Connections one large file is spread over (measured: bench/bench_ssh.py)."""
-IO_TIMEOUT = 120.0
-"""Seconds without any reply from the server before an operation is abandoned."""
 
 
 CAPABILITIES = Capabilities(atomic_create_only=True, atomic_replace=True, server_side_checksums=False,
@@ -58,19 +57,22 @@ class SSHStorage(StorageBase):
     Options (`RemoteSpec.options`, declared in `modelreg.storage.schemes`):
     `identity_file`, `known_hosts` (the modelreg known_hosts file, read besides
     ~/.ssh/known_hosts, where accepted keys are recorded), `connect_timeout`
-    (seconds); and, passed by the program, never stored: `accept_new_host_key`,
+    (seconds), `stall_timeout` (seconds without a reply before an operation fails;
+    default `DEFAULT_STALL_TIMEOUT`); and, passed by the program, never stored: `accept_new_host_key`,
     `passphrase` (a string, or a callable given the key path) for an encrypted key file.
     """
 
     def __init__(self, spec: RemoteSpec) -> None:
         self.url = spec.url
         self.capabilities = CAPABILITIES
+        self.cancelled = threading.Event()
         self._options = ConnectOptions.from_spec(spec)
         self.target = resolve_target(spec, self._options)
         self._verifier = HostKeyVerifier(list(self.target.known_hosts), self._options.known_hosts,
                                          self._options.accept_new_host_key)
         self._keys = KeyFiles(self._options.passphrase)
-        self._errors = SSHErrors(self.target, IO_TIMEOUT)
+        self.stall_timeout = self._options.stall_timeout
+        self._errors = SSHErrors(self.target, self.stall_timeout)
         self._root: str | None = self.target.root if self.target.root.startswith("/") else None
         self._pool = SessionPool(self._connect, MAX_CONNECTIONS)
 
@@ -96,7 +98,7 @@ class SSHStorage(StorageBase):
                 self._fail(exc, "read", path)
             try:
                 read_file(session, handle, path, offset, guarded, pool=self._pool,
-                          max_streams=STREAMS_PER_FILE)
+                          max_streams=STREAMS_PER_FILE, stop=self.cancelled)
             except ResumePastEnd as exc:
                 raise RemoteError(f"Cannot resume {key} on {self.url} at byte {offset}: the object has "
                                   f"only {exc.size} bytes; delete the partial download and retry.") from None
@@ -125,7 +127,7 @@ class SSHStorage(StorageBase):
                 created = True
                 try:
                     write_file(session, handle, temp, reader.size, reader.read, progress,
-                               pool=self._pool, max_streams=STREAMS_PER_FILE)
+                               pool=self._pool, max_streams=STREAMS_PER_FILE, stop=self.cancelled)
                     session.sftp.fsync(handle.handle)
                 finally:
                     _close_quietly(handle, session)
@@ -160,6 +162,23 @@ class SSHStorage(StorageBase):
                         keys.append(posixpath.relpath(full, self._root_path))
             return sorted(keys)
 
+    def remove_stale_uploads(self, key: str, older_than: float) -> int:
+        """As the protocol says; ages compare the server's mtimes with this machine's clock."""
+        with self._session() as session:
+            target = self._path(key)
+            directory, name = posixpath.split(target)
+            cutoff = time.time() - older_than
+            removed = 0
+            try:
+                for entry in session.sftp.listdir_attr(directory):
+                    if is_temp_of(entry.filename, name) and (entry.st_mtime or 0) <= cutoff:
+                        session.sftp.remove(posixpath.join(directory, entry.filename))
+                        removed += 1
+            except TRANSFER_ERRORS as exc:
+                if errno_of(exc) != errno.ENOENT:
+                    self._fail(exc, "clean up old temp files in", directory)
+            return removed
+
     def delete(self, key: str) -> None:
         with self._session() as session:
             path = self._path(key)
@@ -176,7 +195,7 @@ class SSHStorage(StorageBase):
     def _connect(self) -> SFTPSession:
         transport = open_transport(self.target, self._options, self._verifier, self._keys)
         try:
-            session = SFTPSession.open(transport, IO_TIMEOUT)
+            session = SFTPSession.open(transport, self.stall_timeout)
             if self._root is None:
                 home = session.sftp.normalize(".")
                 self._root = posixpath.join(home, self.target.root).rstrip("/") or "/"

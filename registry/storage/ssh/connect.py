@@ -13,6 +13,7 @@ as a `modelreg.errors` class whose message names the host and says what to do.
 from __future__ import annotations
 
 import getpass
+import logging
 import socket
 import threading
 from collections.abc import Callable
@@ -24,7 +25,13 @@ import paramiko
 
 from modelreg.config import RemoteSpec
 from modelreg.errors import RemoteError, UsageError
+from modelreg.storage.base import DEFAULT_STALL_TIMEOUT, stall_advice, stall_timeout_of
 from modelreg.storage.ssh.hostkeys import HostKeyVerifier, fingerprint, known_hosts_name
+
+logging.getLogger("paramiko").addHandler(logging.NullHandler())
+"""paramiko logs a failed handshake with its traceback from its own thread; without a handler
+of ours, Python's last-resort handler would print it although the failure is reported as a
+RemoteError."""
 
 DEFAULT_CONNECT_TIMEOUT = 10.0
 WINDOW_SIZE = 16 * 1024 * 1024
@@ -70,6 +77,8 @@ class ConnectOptions:
     accept_new_host_key: bool = False
     connect_timeout: float | None = None
     passphrase: Passphrase | None = None
+    stall_timeout: float = DEFAULT_STALL_TIMEOUT
+    """Seconds without a byte from the server (handshake or SFTP reply) before giving up."""
 
     @classmethod
     def from_spec(cls, spec: RemoteSpec) -> ConnectOptions:
@@ -88,6 +97,7 @@ class ConnectOptions:
             accept_new_host_key=bool(options.get("accept_new_host_key", False)),
             connect_timeout=timeout,
             passphrase=options.get("passphrase"),
+            stall_timeout=stall_timeout_of(options, spec.label),
         )
 
 
@@ -174,8 +184,8 @@ class KeyFiles:
 def open_transport(target: SSHTarget, options: ConnectOptions, verifier: HostKeyVerifier,
                    keys: KeyFiles) -> paramiko.Transport:
     """An authenticated Transport to `target`, its host key verified; raises RemoteError/UntrustedError."""
-    timeout = target.connect_timeout
-    sock = _open_socket(target, timeout)
+    sock = _RecordingSocket(_open_socket(target, target.connect_timeout))
+    timeout = min(target.connect_timeout, options.stall_timeout)
     transport = paramiko.Transport(sock, default_window_size=WINDOW_SIZE,
                                    default_max_packet_size=MAX_PACKET_SIZE)
     transport.banner_timeout = transport.handshake_timeout = transport.auth_timeout = timeout
@@ -189,16 +199,59 @@ def open_transport(target: SSHTarget, options: ConnectOptions, verifier: HostKey
             transport.start_client(timeout=timeout)
             server_key = transport.get_remote_server_key()
         except (paramiko.SSHException, EOFError, OSError) as exc:
-            raise RemoteError(
-                f"The SSH handshake with {target.display} failed or did not finish within "
-                f"{timeout:g} s ({exc or type(exc).__name__}). Check that an SSH server listens "
-                f"on that port and that nothing in between interrupts the connection.") from exc
+            raise _handshake_error(target, sock.received, timeout, options, exc) from exc
+        finally:
+            sock.stop_recording()
         verifier.verify(target.known_hosts_name, server_key)
         _authenticate(transport, target, options, keys)
     except BaseException:
         transport.close()
         raise
     return transport
+
+
+class _RecordingSocket:
+    """A socket that keeps the first bytes the server sent during the handshake, so a failure
+    can say what answered (a web server's `HTTP/1.1 400`, say) instead of paramiko's
+    "Error reading SSH protocol banner". Afterwards `recv` is the socket's own again."""
+
+    LIMIT = 200
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+        self.received = b""
+
+    def recv(self, size: int) -> bytes:
+        data = self._sock.recv(size)
+        if len(self.received) < self.LIMIT:
+            self.received += data[:self.LIMIT - len(self.received)]
+        return data
+
+    def stop_recording(self) -> None:
+        self.recv = self._sock.recv  # type: ignore[method-assign, assignment]
+
+    def __getattr__(self, name: str):
+        return getattr(self._sock, name)
+
+
+def _handshake_error(target: SSHTarget, received: bytes, timeout: float, options: ConnectOptions,
+                     exc: BaseException) -> RemoteError:
+    """Why the SSH handshake failed: not an SSH server, a stall, or the connection breaking."""
+    address = f"{target.hostname}:{target.port}"
+    if received and not received.startswith(b"SSH-"):
+        text = received.splitlines()[0].decode("utf-8", "replace")[:80]
+        first_line = "".join(char if char.isprintable() else "?" for char in text)
+        return RemoteError(f"{address} did not answer as an SSH server (got '{first_line}'); check the "
+                           f"host and port of the registry URL ({target.display}).")
+    if not received:
+        limit = (stall_advice(timeout) if timeout == options.stall_timeout else
+                 f"no byte arrived for {timeout:g} s (connect_timeout)")
+        return RemoteError(f"The SSH server {target.display} accepted the connection but never "
+                           f"answered the SSH handshake ({exc or type(exc).__name__}): {limit}.")
+    return RemoteError(
+        f"The SSH handshake with {target.display} failed or did not finish within "
+        f"{timeout:g} s ({exc or type(exc).__name__}). Check that an SSH server listens "
+        f"on that port and that nothing in between interrupts the connection.")
 
 
 def _open_socket(target: SSHTarget, timeout: float) -> socket.socket:

@@ -16,6 +16,7 @@ import paramiko
 from paramiko.sftp import CMD_EXTENDED
 
 from modelreg.errors import NotFound, RegistryError, RemoteError
+from modelreg.storage.base import stall_advice
 from modelreg.storage.ssh.connect import SSHTarget
 from modelreg.storage.ssh.sessions import SFTPSession
 
@@ -50,9 +51,8 @@ class SSHErrors:
         if isinstance(exc, RegistryError):
             return exc
         if isinstance(exc, (socket.timeout, TimeoutError)):
-            return RemoteError(f"The SSH server {server} stopped answering for {self.io_timeout:g} s "
-                               f"while modelreg tried to {action} {path}. Check the network and "
-                               f"the server's load, then retry.")
+            return RemoteError(f"The SSH server {server} stopped answering while modelreg tried to "
+                               f"{action} {path}: {stall_advice(self.io_timeout)}.")
         if is_connection_failure(exc):
             return RemoteError(f"The SSH connection to {server} failed while modelreg tried to "
                                f"{action} {path} ({exc or type(exc).__name__}). Retry; if it "

@@ -24,7 +24,7 @@ import paramiko
 from paramiko.sftp import CMD_DATA, CMD_STATUS
 
 from modelreg.hashing import Progress
-from modelreg.storage.base import Sink
+from modelreg.storage.base import Cancelled, Sink
 from modelreg.storage.ssh.sessions import SessionPool, SFTPSession
 from modelreg.storage.ssh.sftp import check_status
 
@@ -73,6 +73,8 @@ class _Job:
     cancelled: bool = False
     error: BaseException | None = None
     results: dict[int, bytes] = field(default_factory=dict)
+    stop: threading.Event = field(default_factory=threading.Event)
+    """The storage's cancellation: once set, the next claim raises `Cancelled`."""
 
     def __post_init__(self) -> None:
         self.next = self.taken = self.start
@@ -81,13 +83,15 @@ class _Job:
         """The next (offset, length) to move, or None when done, cancelled or too far ahead (non-blocking)."""
         with self.cond:
             while True:
+                if self.stop.is_set():
+                    raise Cancelled("SFTP transfer cancelled")
                 if self.cancelled or self.next >= self.end:
                     return None
                 if self.max_ahead is None or self.next - self.taken < self.max_ahead:
                     break
                 if not block:
                     return None
-                self.cond.wait()
+                self.cond.wait(0.25)
             offset, length = self.next, min(self.chunk, self.end - self.next)
             self.next += length
             return offset, length
@@ -154,7 +158,7 @@ def _read_worker(session: SFTPSession, handle: bytes, job: _Job,
                 pending.appendleft((sftp.send_read(handle, *rest), *rest))
             deliver(offset, data)
     finally:
-        _drain(session, received, [num for num, *_ in pending])
+        _drain(session, received, [num for num, *_ in pending], job)
 
 
 def _write_worker(session: SFTPSession, handle: bytes, job: _Job,
@@ -177,11 +181,18 @@ def _write_worker(session: SFTPSession, handle: bytes, job: _Job,
             check_status(body)
             report(length)
     finally:
-        _drain(session, received, [num for num, _ in pending])
+        _drain(session, received, [num for num, _ in pending], job)
 
 
-def _drain(session: SFTPSession, received: dict[int, tuple[int, bytes]], nums: list[int]) -> None:
-    """Collect the replies still owed so the connection can serve the next caller."""
+def _drain(session: SFTPSession, received: dict[int, tuple[int, bytes]], nums: list[int], job: _Job) -> None:
+    """Collect the replies still owed so the connection can serve the next caller.
+
+    Not after a cancellation: on a slow link that could take as long as the transfer,
+    so the session is marked broken instead (closed when released; the caller's
+    clean-up, such as removing an upload's temp file, then uses a fresh connection).
+    """
+    if job.stop.is_set():
+        session.broken = True
     if session.broken:
         return
     try:
@@ -197,23 +208,25 @@ def _stream_count(size: int, pool: SessionPool, max_streams: int) -> int:
 
 
 def read_file(first: SFTPSession, handle: paramiko.SFTPFile, path: str, start: int, sink: Sink, *,
-              pool: SessionPool, max_streams: int) -> None:
+              pool: SessionPool, max_streams: int, stop: threading.Event | None = None) -> None:
     """Write the open remote file's bytes from `start` on into `sink`, in order, from this thread.
 
     A large file is fetched over up to `max_streams` connections; an extra connection
     joins only if the file it opens has the same size and mtime (the same version).
-    Raises `ResumePastEnd` when `start` is beyond the end of the file.
+    Raises `ResumePastEnd` when `start` is beyond the end of the file, `Cancelled` soon
+    after `stop` is set.
     """
     expected = handle.stat()
     end = expected.st_size
     if start > end:
         raise ResumePastEnd(end)
+    stop = stop or threading.Event()
     streams = _stream_count(end - start, pool, max_streams)
     if streams <= 1:
-        _read_worker(first, handle.handle, _Job(start, end, first.sftp.read_size),
+        _read_worker(first, handle.handle, _Job(start, end, first.sftp.read_size, stop=stop),
                      lambda _offset, data: sink.write(data))
         return
-    job = _Job(start, end, first.sftp.read_size, max_ahead=MAX_AHEAD)
+    job = _Job(start, end, first.sftp.read_size, max_ahead=MAX_AHEAD, stop=stop)
 
     def extra_handle(session: SFTPSession) -> paramiko.SFTPFile | None:
         other = session.sftp.open(path, "rb")
@@ -236,13 +249,14 @@ def read_file(first: SFTPSession, handle: paramiko.SFTPFile, path: str, start: i
 
 def write_file(first: SFTPSession, handle: paramiko.SFTPFile, path: str, size: int,
                read_source: Callable[[int, int], bytes], progress: Progress | None, *,
-               pool: SessionPool, max_streams: int) -> None:
+               pool: SessionPool, max_streams: int, stop: threading.Event | None = None) -> None:
     """Write `size` bytes from `read_source(offset, length)` into the open remote file at `path`.
 
     A large file is written over up to `max_streams` connections, each through its own handle.
+    Raises `Cancelled` soon after `stop` is set.
     """
     report = progress or (lambda _count: None)
-    job = _Job(0, size, first.sftp.write_size)
+    job = _Job(0, size, first.sftp.write_size, stop=stop or threading.Event())
     streams = _stream_count(size, pool, max_streams)
     if streams <= 1:
         _write_worker(first, handle.handle, job, read_source, report)
@@ -253,7 +267,7 @@ def write_file(first: SFTPSession, handle: paramiko.SFTPFile, path: str, size: i
         while not finished:
             with job.cond:
                 while job.active and job.error is None and job.done == reported:
-                    job.cond.wait()
+                    job.cond.wait(0.25)
                 done, finished, error = job.done, not job.active, job.error
             if error is not None:
                 raise error
