@@ -237,16 +237,10 @@ class Cache:
             atomic_write(path, signature)
 
     def read_signature(self, ref: Ref) -> bytes | None:
-        try:
-            return self.manifest_path(ref).with_suffix(".sig").read_bytes()
-        except FileNotFoundError:
-            return None
+        return read_regular(self.manifest_path(ref).with_suffix(".sig"))
 
     def read_manifest_bytes(self, ref: Ref) -> bytes | None:
-        try:
-            return self.manifest_path(ref).read_bytes()
-        except FileNotFoundError:
-            return None
+        return read_regular(self.manifest_path(ref))
 
     def load_manifest(self, ref: Ref) -> Manifest | None:
         data = self.read_manifest_bytes(ref)
@@ -262,7 +256,7 @@ class Cache:
     def read_tag_seen(self, tag_ref: Ref) -> dict | None:
         """The record `remember_tag_seen` wrote for this tag, or None (also when unreadable)."""
         try:
-            record = json.loads(self.tag_seen_path(tag_ref).read_text())
+            record = json.loads(read_regular(self.tag_seen_path(tag_ref)) or b"")
         except (OSError, ValueError, RecursionError):
             return None
         if not isinstance(record, dict) or not all(isinstance(record.get(key), str)
@@ -300,6 +294,15 @@ def open_regular(path: Path):
         return None
     os.set_blocking(fd, True)
     return os.fdopen(fd, "rb")
+
+
+def read_regular(path: Path) -> bytes | None:
+    """The bytes of a small cache file that is a regular file itself, or None (see `open_regular`)."""
+    source = open_regular(path)
+    if source is None:
+        return None
+    with source:
+        return source.read()
 
 
 def open_new(path: Path, *, append_to_existing: bool = False):
