@@ -91,7 +91,7 @@ class Cache:
         """
         path = self.blob_path(entry.sha256)
         try:
-            record = json.loads(self._fingerprint_path(entry.sha256).read_bytes())
+            record = json.loads(read_regular(self._fingerprint_path(entry.sha256)) or b"")
             current = _fingerprint(os.lstat(path))
         except (OSError, ValueError, RecursionError):
             return None
