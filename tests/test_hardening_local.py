@@ -272,11 +272,11 @@ def test_a_garbage_fingerprint_store_means_re_verify(settings, file_target, tmp_
 
 def test_a_full_disk_on_a_small_blob_is_a_local_error_naming_the_cache(settings, file_target, tmp_path,
                                                                        monkeypatch):
-    bundle(settings, tmp_path)
+    make_bundle(settings, "v9", {"small.bin": os.urandom(7_000)}, tmp_path)
     run_cli("push", "v9", "--remote", file_target)
     cache_dir = fresh_cache(tmp_path, monkeypatch, "small")
 
-    def small_disk():
+    def small_disk():  # the 7,000 bytes sit in the write buffer: the error comes when it is flushed
         resource.setrlimit(resource.RLIMIT_FSIZE, (6_000, 6_000))
 
     result = subprocess.run([str(MODELREG), "pull", "v9", "--remote", file_target], capture_output=True,

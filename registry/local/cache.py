@@ -167,15 +167,24 @@ class Cache:
     def add_file(self, source: Path, progress: Progress | None = None) -> tuple[str, int]:
         """Copy a local file into the cache, hashing while copying; returns (sha256, size)."""
         temp = temp_name(self.root / "tmp" / "file", ".incoming")
-        temp.parent.mkdir(parents=True, exist_ok=True)
         try:
-            with open(source, "rb") as src, open_new(temp) as out:
+            src = open(source, "rb")
+        except OSError as exc:
+            raise LocalIOError(f"Cannot read {source} ({exc.strerror or exc}); check the path and its "
+                               f"permissions.") from exc
+        try:
+            temp.parent.mkdir(parents=True, exist_ok=True)
+            with src, open_new(temp) as out:
                 sink = HashingSink(out, progress=progress)
                 while chunk := src.read(CHUNK_SIZE):
                     sink.write(chunk)
             digest = sink.hexdigest()
             self._publish(temp, digest)
             return digest, sink.size
+        except OSError as exc:
+            raise LocalIOError(f"Cannot copy {source} into the local cache {self.root} "
+                               f"({exc.strerror or exc}); nothing was stored. Free disk space or point "
+                               f"MODELREG_CACHE at a writable disk with room, then try again.") from exc
         finally:
             temp.unlink(missing_ok=True)
 

@@ -289,6 +289,8 @@ def _signed_files(payload: bytes) -> dict[str, str]:
                               f"('model_signing sign key' without --hash/shard options) or modelreg.")
     files: dict[str, str] = {}
     for name, algorithm, digest in entries:
+        if not isinstance(name, str):
+            raise InvalidArtifact(f"The signature lists a file name {name!r} that is not a string.")
         if algorithm != "sha256" or not isinstance(digest, str) or not is_sha256_hex(digest):
             raise InvalidArtifact(f"The signature lists {name!r} with {algorithm!r} digest {digest!r}; "
                                   f"expected a sha256 hex digest.")
