@@ -65,10 +65,10 @@ def sign_bundle(manifest: Manifest, manifest_bytes: bytes, key_path: Path,
 class SignatureStatus:
     """What can be said about a bundle's signature: verified signer, claimed signer, or none.
 
-    Without trusted keys nothing is verified, so `describe` never says "signed by":
-    it says a signature is present, whom it claims, and how many of the files
-    (`total`) its statement lists with their current digests (`covers`), or that
-    it is unreadable (`unreadable` holds why).
+    Without trusted keys nothing is verified: `describe` says "signed by X (claimed,
+    not verified)" only when the statement covers every file (`covers == total`),
+    else that a signature is present, whom it claims, and how many of the files
+    it lists with their current digests, or that it is unreadable (and why).
     """
 
     signed: bool
@@ -86,9 +86,12 @@ class SignatureStatus:
             return (f"signature present but unreadable ({self.unreadable}); not verified (no trusted "
                     f"keys configured)")
         if self.signed:
-            claim = f", claims key {self.claimed_by}" if self.claimed_by else ""
             coverage = (f", its statement covers {self.covers} of {self.total} files"
                         if self.total is not None else "")
+            if self.claimed_by and self.total is not None and self.covers == self.total:
+                return (f"signed by {self.claimed_by} (claimed, not verified: no trusted keys "
+                        f"configured){coverage}")
+            claim = f", claims key {self.claimed_by}" if self.claimed_by else ""
             return f"signature present, not verified (no trusted keys configured){claim}{coverage}"
         return "unsigned"
 
