@@ -126,7 +126,7 @@ def pull(ref: str = typer.Argument(..., help="[NAME:]VERSION or a tag"),
     got = sum(e.size for e in result.downloaded)
     where = f" and wrote it to {result.dest}" if result.dest else ""
     stdout.print(f"Pulled {result.manifest.ref} from {result.remote}: {len(result.downloaded)} blob(s) "
-                 f"downloaded ({human_size(got)}), {len(result.cached)} already cached, all verified"
+                 f"downloaded ({human_size(got)}), {result.cache_summary()}, all verified"
                  f"{where}; {result.signature.describe() if result.signature else 'unsigned'}.", highlight=False)
 
 

@@ -8,7 +8,7 @@ import typer
 from rich.table import Table
 
 from modelreg.cli.context import AcceptHostKey, JsonOption, RemoteOption, current_settings, ref_of, resolve
-from modelreg.cli.output import human_size, print_json, stdout
+from modelreg.cli.output import human_size, print_json, stderr, stdout
 from modelreg.config import add_remote
 
 remote_app = typer.Typer(help="Named remotes (stored in the config file; never credentials).",
@@ -56,24 +56,37 @@ def remote_list(json_output: bool = JsonOption) -> None:
 def list_versions(name: Optional[str] = typer.Argument(None, help="Only this model name"),
                   remote: Optional[str] = RemoteOption, accept_new_host_key: bool = AcceptHostKey,
                   json_output: bool = JsonOption) -> None:
-    """List the versions on a remote with their tags and sizes."""
+    """List the versions on a remote with their tags and sizes.
+
+    Entries that cannot be read (a malformed tag or manifest) are skipped with a
+    warning on stderr (and under "broken" in --json); the exit code stays 0.
+    """
     from modelreg.remote.catalog import list_remote
 
     settings, spec = resolve(remote, accept_new_host_key)
-    infos = list_remote(settings, spec, name)
+    listing = list_remote(settings, spec, name)
+    infos = listing.versions
     if json_output:
-        print_json({"remote": spec.label, "versions": [info.to_dict() for info in infos]})
+        print_json({"remote": spec.label, "versions": [info.to_dict() for info in infos],
+                    "broken": [entry.to_dict() for entry in listing.broken]})
         return
-    if not infos:
+    if not infos and not listing.broken:
         stdout.print(f"No versions on {spec.label} yet.", highlight=False)
         return
-    table = Table("model", "version", "tags", "size", "created", "manifest", "cached",
-                  title=f"{spec.label}")
-    for info in infos:
-        m = info.manifest
-        table.add_row(m.name, m.version, ", ".join(info.tags), human_size(m.total_size), m.created,
-                      info.digest[:12], "yes" if info.cached else "")
-    stdout.print(table)
+    if infos:
+        table = Table("model", "version", "tags", "size", "created", "manifest", "cached",
+                      title=f"{spec.label}")
+        for info in infos:
+            m = info.manifest
+            table.add_row(m.name, m.version, ", ".join(info.tags), human_size(m.total_size), m.created,
+                          info.digest[:12], "yes" if info.cached else "")
+        stdout.print(table)
+    for entry in listing.broken:
+        stderr.print(f"Warning: skipped {entry.key}: {entry.error}", highlight=False, soft_wrap=True)
+    if listing.broken:
+        stderr.print(f"Warning: {len(listing.broken)} entr{'y' if len(listing.broken) == 1 else 'ies'} on "
+                     f"{spec.label} could not be read and {'is' if len(listing.broken) == 1 else 'are'} "
+                     f"not listed; the rest is complete.", highlight=False, soft_wrap=True)
 
 
 def show(ref: str = typer.Argument(..., help="[NAME:]VERSION or a tag"),

@@ -27,7 +27,7 @@ from urllib.parse import urlsplit
 
 import platformdirs
 
-from modelreg.errors import ConfigError
+from modelreg.errors import ConfigError, UsageError
 from modelreg.storage.base import DEFAULT_STALL_TIMEOUT, stall_timeout_of
 from modelreg.storage.schemes import BACKENDS, backend_for_url, check_remote_options, storable_option_keys
 
@@ -191,15 +191,70 @@ def check_remote_url(url: str) -> str:
 
 
 def read_config_file(path: Path) -> dict:
-    """The parsed config file, or {} when there is none."""
+    """The parsed config file, or {} when there is none; ConfigError naming the file when invalid.
+
+    Every value is checked by type here, at the boundary (see `check_config_values`),
+    so nothing later meets `remotes = 5` or a string where a list of paths belongs.
+    """
     try:
         with open(path, "rb") as handle:
-            return tomllib.load(handle)
+            data = tomllib.load(handle)
     except FileNotFoundError:
         return {}
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"The config file {path} is not valid TOML ({exc}). "
                           f"Fix or delete it.") from exc
+    except RecursionError:
+        raise ConfigError(f"The config file {path} is nested too deeply to be a modelreg config. "
+                          f"Fix or delete it.") from None
+    check_config_values(data, path)
+    return data
+
+
+_STRING_KEYS = ("default_model", "default_remote", "signing_key")
+_PATH_LIST_KEYS = ("data_dirs", "trusted_keys")
+_STRING_OPTIONS = ("url", "endpoint_url", "region", "profile", "addressing_style", "identity_file",
+                   "known_hosts")
+
+
+def check_config_values(data: dict, path: Path) -> None:
+    """Raise ConfigError (naming `path`, the key and the expected form) for a value of the wrong type."""
+    from modelreg.layout import check_name
+
+    def bad(key: str, value, expected: str) -> ConfigError:
+        return ConfigError(f"In the config file {path}, {key} = {value!r} is invalid: it must be "
+                           f"{expected}. Fix or delete that line.")
+
+    for key in _STRING_KEYS:
+        if key in data and not isinstance(data[key], str):
+            raise bad(key, data[key], "a string in quotes")
+    if "default_model" in data:
+        try:
+            check_name(data["default_model"], "model name")
+        except UsageError as exc:
+            raise bad("default_model", data["default_model"], "a model name such as \"emotion\"") from exc
+    for key in _PATH_LIST_KEYS:
+        value = data.get(key)
+        if value is not None and (not isinstance(value, list) or not all(isinstance(v, str) for v in value)):
+            raise bad(key, value, f'a list of paths, e.g. {key} = ["/path/one", "/path/two"]')
+    remotes = data.get("remotes")
+    if remotes is None:
+        return
+    if not isinstance(remotes, dict):
+        raise bad("remotes", remotes, "tables such as [remotes.team] with url = \"s3://bucket/prefix\"")
+    for name, table in remotes.items():
+        if not isinstance(table, dict):
+            raise bad(f"remotes.{name}", table, "a table with url = \"...\" (written [remotes." + name + "])")
+        for key in _STRING_OPTIONS:
+            if key in table and not isinstance(table[key], str):
+                raise bad(f"remotes.{name}.{key}", table[key], "a string in quotes")
+        attempts = table.get("max_attempts")
+        if attempts is not None and (isinstance(attempts, bool) or not isinstance(attempts, int) or attempts < 1):
+            raise bad(f"remotes.{name}.max_attempts", attempts, "a whole number of at least 1, e.g. 5")
+        timeout = table.get("connect_timeout")
+        if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float))
+                                    or timeout <= 0):
+            raise bad(f"remotes.{name}.connect_timeout", timeout, "a number of seconds above 0, e.g. 10")
 
 
 def write_config_file(path: Path, data: dict) -> None:

@@ -63,6 +63,18 @@ def check_bundle_path(path: str) -> str:
     return path
 
 
+def check_no_path_prefixes(paths: set[str], source: str) -> None:
+    """Refuse a bundle where one path is a directory of another (`zz` and `zz/x` cannot both be files)."""
+    for path in sorted(paths):
+        parts = path.split("/")
+        for depth in range(1, len(parts)):
+            directory = "/".join(parts[:depth])
+            if directory in paths:
+                raise InvalidArtifact(f"The manifest from {source} lists both {directory!r} and {path!r}; "
+                                      f"a file cannot also be a directory, so the bundle cannot be "
+                                      f"written to disk. Re-create it with distinct paths.")
+
+
 @dataclass(frozen=True)
 class FileEntry:
     """One file of a bundle: its relative path, what it is for, and its exact size and digest."""
@@ -153,6 +165,7 @@ class Manifest:
                 raise InvalidArtifact(f"The manifest from {source} lists {entry['path']!r} twice; "
                                       f"each bundle path must be unique.")
             seen.add(entry["path"])
+        check_no_path_prefixes(seen, source)
         files = tuple(FileEntry(**entry) for entry in raw["files"])
         fields = {k: v for k, v in raw.items() if k != "files"}
         return cls(files=files, **fields)

@@ -15,7 +15,12 @@ Guarantees:
 
 from __future__ import annotations
 
+import errno
+import glob
 import hashlib
+import os
+import socket
+import uuid
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,8 +30,8 @@ from filelock import Timeout
 from modelreg.config import RemoteSpec, Settings
 from modelreg.errors import AlreadyExists, IntegrityError, LocalIOError, NotFound, RegistryError, RemoteError
 from modelreg.hashing import CHUNK_SIZE, HashingSink, hash_bytes
-from modelreg.layout import SIGNATURE_NAME, SUMS_NAME, blob_key, version_key
-from modelreg.local.cache import Cache
+from modelreg.layout import SIGNATURE_NAME, SUMS_NAME, blob_key, tag_key, version_key
+from modelreg.local.cache import Cache, open_new, open_regular, remove_entry
 from modelreg.local.materialize import materialize
 from modelreg.local.workspace import pin
 from modelreg.manifest import FileEntry, Manifest
@@ -58,9 +63,28 @@ class PullResult:
     remote: str
     downloaded: list[FileEntry] = field(default_factory=list)
     cached: list[FileEntry] = field(default_factory=list)
+    """Blobs already in the cache whose stat fingerprint is unchanged since they were verified."""
+    verified_at: dict[str, str] = field(default_factory=dict)
+    """For each of `cached`, by sha256: when it was last verified."""
+    reverified: list[FileEntry] = field(default_factory=list)
+    """Blobs already in the cache that were re-hashed by this pull (changed or no fingerprint)."""
+    repaired: list[FileEntry] = field(default_factory=list)
+    """Cached blobs found corrupt (deleted and downloaded again by this pull)."""
     dest: Path | None = None
     signature: SignatureStatus | None = None
     notes: list[str] = field(default_factory=list)
+
+    def cache_summary(self) -> str:
+        """What was said about the blobs already cached, claiming only what was checked and when."""
+        since = sorted(self.verified_at.values())
+        parts = [f"{len(self.cached)} already cached" + (
+            f" (fingerprint unchanged since verified at {since[0]}"
+            f"{'' if since[0] == since[-1] else f' to {since[-1]}'})" if since else "")]
+        if self.reverified:
+            parts.append(f"{len(self.reverified)} cached blob(s) re-verified")
+        if self.repaired:
+            parts.append(f"{len(self.repaired)} corrupt cached blob(s) replaced")
+        return ", ".join(parts)
 
 
 def unique_blobs(manifest: Manifest) -> list[FileEntry]:
@@ -145,6 +169,7 @@ def push(settings: Settings, ref: Ref, spec: RemoteSpec, *, sign_key: Path | Non
             _check_same_version(existing, manifest_bytes, ref, spec)
             result.already_published = True
         else:
+            _check_not_a_tag(storage, ref, spec)
             blobs = unique_blobs(manifest)
             remote_sizes = run_all(storage, lambda e: storage.stat(blob_key(e.sha256)), blobs)
             for entry, size in zip(blobs, remote_sizes):
@@ -189,6 +214,15 @@ def _publish_signature(storage: Storage, ref: Ref, signature: bytes) -> bool:
         return True
     except AlreadyExists:
         return False
+
+
+def _check_not_a_tag(storage: Storage, ref: Ref, spec: RemoteSpec) -> None:
+    """Versions and tags share one namespace per model: a version may not take a tag's name."""
+    if storage.stat(tag_key(ref.name, ref.version)) is not None:
+        raise AlreadyExists(
+            f"{ref} is a tag on {spec.label}; a version cannot share its name (a pull of {ref} "
+            f"would no longer be checked as a tag). Nothing was pushed: re-create the bundle under "
+            f"a version name that is not a tag (e.g. 'modelreg ingest v10 --from DIR').")
 
 
 def _check_same_version(remote_bytes: bytes, manifest_bytes: bytes, ref: Ref, spec: RemoteSpec) -> None:
@@ -241,12 +275,10 @@ def pull(settings: Settings, ref: Ref, spec: RemoteSpec, *, dest: Path | None = 
         if is_tag:
             note = check_tag_not_downgraded(cache, ref, manifest, allow_downgrade)
             result.notes += [note] if note else []
-        missing: list[FileEntry] = []
-        for entry in unique_blobs(manifest):
-            (result.cached if cache.has_blob(entry) else missing).append(entry)
+        missing = [entry for entry in unique_blobs(manifest) if not _check_cached(cache, entry, result, reporter)]
         fetched = run_all(storage, lambda e: download_blob(cache, storage, e, reporter, version_ref), missing)
         for entry, was_downloaded in zip(missing, fetched):
-            (result.downloaded if was_downloaded else result.cached).append(entry)
+            (result.downloaded if was_downloaded else result.reverified).append(entry)
     finally:
         storage.close()
     cache.save_signature(version_ref, signature)
@@ -258,69 +290,221 @@ def pull(settings: Settings, ref: Ref, spec: RemoteSpec, *, dest: Path | None = 
     return result
 
 
+def _check_cached(cache: Cache, entry: FileEntry, result: PullResult, reporter: ProgressReporter) -> bool:
+    """True when the cached blob of `entry` is good: unchanged since verified, or re-hashed now.
+
+    A corrupt cached blob is deleted (by `Cache.verify_blob`) and recorded in
+    `result.repaired`, so the same pull downloads it again.
+    """
+    if not cache.has_blob(entry):
+        return False
+    verified_at = cache.verified_fingerprint(entry)
+    if verified_at is not None:
+        result.cached.append(entry)
+        result.verified_at[entry.sha256] = verified_at
+        return True
+    try:
+        cache.verify_blob(entry, reporter.task(f"re-verify {entry.path}", entry.size))
+    except IntegrityError:
+        result.repaired.append(entry)
+        result.notes.append(f"the cached copy of {entry.path} was corrupt: deleted and downloaded again")
+        return False
+    result.reverified.append(entry)
+    return True
+
+
 def download_blob(cache: Cache, storage: Storage, entry: FileEntry, reporter: ProgressReporter,
                   ref: Ref | None = None) -> bool:
     """Bring one blob into the cache, verified; returns False when another process already did.
 
-    `ref` (the version being pulled) is named in the repair advice of errors."""
-    repair_advice = repair_command(ref or "NAME:VERSION")
-    lock = cache.blob_lock(entry.sha256)
-    try:
-        lock.acquire(timeout=0)
-    except Timeout:
-        reporter.message(f"waiting for another modelreg process that is downloading {entry.path}")
-        lock.acquire()
+    `ref` (the version being pulled) is named in the repair advice of errors.
+
+    Correct without a working lock: each process downloads into a file only it
+    ever writes (`<sha>.partial.<host>.<pid>.<random>`, hard-linked as
+    `<sha>.partial` so a killed pull can be resumed), and a resuming process copies
+    the bytes left behind into its own file instead of appending to a shared one.
+    The lock only avoids downloading the same blob twice at once; where the
+    filesystem cannot lock, the download proceeds without it.
+    """
+    lock = _acquire_blob_lock(cache, entry, reporter)
     try:
         if cache.has_blob(entry):
             return False
-        partial = cache.open_partial(entry)
-        digest, offset = _resume_state(partial, entry)
-        progress = reporter.task(f"pull {entry.path}", entry.size)
-        if offset:
-            progress(offset)
-        with open(partial, "ab") as out:
-            sink = HashingSink(out, limit=entry.size, digest=digest, size=offset, progress=progress)
-            try:
-                storage.read(blob_key(entry.sha256), sink, offset=offset)
-            except OverflowError as exc:
-                partial.unlink(missing_ok=True)
-                raise IntegrityError(
-                    f"The blob for {entry.path} on {storage.url} is larger than the {entry.size} bytes "
-                    f"its manifest declares; the download was stopped and deleted. The remote copy was "
-                    f"replaced or damaged: repair it from a good copy with '{repair_advice}'.",
-                    path=entry.path, expected=entry.sha256, actual="(oversized)",
-                    source="remote") from exc
-            except NotFound as exc:
-                raise NotFound(f"The blob of {entry.path} ({blob_key(entry.sha256)}) is missing on "
-                               f"{storage.url}. Repair the remote from a good copy with "
-                               f"'{repair_advice}'.") from exc
-            except OSError as exc:
-                if isinstance(exc, RegistryError):
-                    raise
-                raise LocalIOError(
-                    f"Cannot write the download of {entry.path} to {partial} ({exc.strerror or exc}). "
-                    f"Free disk space or point MODELREG_CACHE at a larger disk, then pull again: the "
-                    f"{sink.size} bytes already received are kept and the download resumes.") from exc
-        cache.publish_download(partial, entry, sink.hexdigest(), sink.size, storage.url)
+        _download(cache, storage, entry, reporter, repair_command(ref or "NAME:VERSION"))
         return True
     finally:
-        lock.release()
+        if lock is not None:
+            lock.release()
 
 
-def _resume_state(partial: Path, entry: FileEntry):
-    """Hash the bytes an interrupted download left behind, so the transfer can continue after them."""
-    digest = hashlib.sha256()
+def _acquire_blob_lock(cache: Cache, entry: FileEntry, reporter: ProgressReporter):
     try:
-        offset = partial.stat().st_size
-    except FileNotFoundError:
-        return digest, 0
-    if offset >= entry.size:
-        partial.unlink()
-        return digest, 0
-    with open(partial, "rb") as handle:
-        while chunk := handle.read(CHUNK_SIZE):
-            digest.update(chunk)
+        lock = cache.blob_lock(entry.sha256)
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            reporter.message(f"waiting for another modelreg process that is downloading {entry.path}")
+            lock.acquire()
+        return lock
+    except OSError as exc:
+        reporter.message(f"cannot lock {cache.root / 'locks'} ({exc.strerror or exc}); downloading "
+                         f"{entry.path} without a lock (safe, but another process may fetch it too)")
+        return None
+
+
+class _LocalFile:
+    """The sink's target file: a failed write says which local file and what to do, as LocalIOError."""
+
+    def __init__(self, handle, path: Path, entry: FileEntry) -> None:
+        self._handle, self._path, self._entry = handle, path, entry
+        self.received = 0
+
+    def write(self, data) -> int:
+        try:
+            written = self._handle.write(data)
+        except OSError as exc:
+            raise local_write_error(exc, self._path, self._entry, self.received) from exc
+        self.received += len(data)
+        return written
+
+    def flush(self) -> None:
+        try:
+            self._handle.flush()
+        except OSError as exc:
+            raise local_write_error(exc, self._path, self._entry, self.received) from exc
+
+
+def local_write_error(exc: OSError, path: Path, entry: FileEntry, received: int) -> LocalIOError:
+    """The LocalIOError for a failed write under the cache, with the fix that fits its errno."""
+    if exc.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
+        fix = "Free disk space or point MODELREG_CACHE at a larger disk, then pull again"
+    elif exc.errno == errno.EROFS:
+        fix = "The cache is on a read-only filesystem: point MODELREG_CACHE at a writable directory"
+    elif exc.errno in (errno.EACCES, errno.EPERM):
+        fix = (f"You may not write there: fix the permissions of {path.parent} or point "
+               f"MODELREG_CACHE at a directory you own")
+    else:
+        fix = "Check the disk holding the cache, then pull again"
+    return LocalIOError(
+        f"Cannot write the download of {entry.path} to {path} ({exc.strerror or exc}). {fix}: the "
+        f"{received} bytes already received are kept and the download resumes.")
+
+
+def _download(cache: Cache, storage: Storage, entry: FileEntry, reporter: ProgressReporter,
+              repair_advice: str) -> None:
+    partial = cache.partial_path(entry)
+    _remove_dead_downloads(partial)
+    mine = partial.with_name(f"{partial.name}.{socket.gethostname()}.{os.getpid()}.{uuid.uuid4().hex[:12]}")
+    try:
+        digest, offset = _resume_into(partial, mine, entry)
+        _expose_as_partial(mine, partial)
+        handle = open_new(mine, append_to_existing=True)
+    except OSError as exc:
+        remove_entry(mine)
+        if isinstance(exc, RegistryError):
+            raise
+        raise local_write_error(exc, mine, entry, 0) from exc
+    progress = reporter.task(f"pull {entry.path}", entry.size)
+    if offset:
+        progress(offset)
+    target = _LocalFile(handle, mine, entry)
+    sink = HashingSink(target, limit=entry.size, digest=digest, size=offset, progress=progress)
+    try:
+        with handle:
+            try:
+                storage.read(blob_key(entry.sha256), sink, offset=offset)
+                target.flush()
+            finally:
+                try:
+                    handle.close()
+                except OSError as exc:
+                    raise local_write_error(exc, mine, entry, target.received) from exc
+    except OverflowError as exc:
+        _forget_download(mine, partial)
+        raise IntegrityError(
+            f"The blob for {entry.path} on {storage.url} is larger than the {entry.size} bytes "
+            f"its manifest declares; the download was stopped and deleted. The remote copy was "
+            f"replaced or damaged: repair it from a good copy with '{repair_advice}'.",
+            path=entry.path, expected=entry.sha256, actual="(oversized)", source="remote") from exc
+    except NotFound as exc:
+        _forget_download(mine, partial, keep_partial=True)
+        raise NotFound(f"The blob of {entry.path} ({blob_key(entry.sha256)}) is missing on "
+                       f"{storage.url}. Repair the remote from a good copy with "
+                       f"'{repair_advice}'.") from exc
+    except BaseException as exc:
+        _forget_download(mine, partial, keep_partial=True)
+        if isinstance(exc, OSError) and not isinstance(exc, RegistryError):
+            raise RemoteError(
+                f"Reading the blob of {entry.path} from {storage.url} failed after {sink.size} of "
+                f"{entry.size} bytes ({exc.strerror or exc}). The remote or the network failed, not "
+                f"this machine: pull again later (the bytes received are kept and the download "
+                f"resumes), or ask whoever runs {storage.url}.") from exc
+        raise
+    _forget_download(mine, partial, keep_mine=True)
+    cache.publish_download(mine, entry, sink.hexdigest(), sink.size, storage.url)
+
+
+def _resume_into(partial: Path, mine: Path, entry: FileEntry):
+    """Create this process's download file, starting with the bytes a previous download left.
+
+    The leftover is copied (and hashed), never appended to: another process may
+    still be writing it when the lock does not work.
+    """
+    digest = hashlib.sha256()
+    offset = 0
+    with open_new(mine) as out:
+        source = open_regular(partial)
+        if source is None:
+            return digest, 0
+        with source:
+            if os.fstat(source.fileno()).st_size >= entry.size:
+                remove_entry(partial)
+                return digest, 0
+            while offset < entry.size - 1 and (chunk := source.read(min(CHUNK_SIZE, entry.size - 1 - offset))):
+                out.write(chunk)
+                digest.update(chunk)
+                offset += len(chunk)
     return digest, offset
+
+
+def _expose_as_partial(mine: Path, partial: Path) -> None:
+    """Make `partial` name this process's file (a hard link, renamed over the old name: never through it)."""
+    link = mine.with_name(mine.name + ".link")
+    os.link(mine, link)
+    os.replace(link, partial)
+
+
+def _forget_download(mine: Path, partial: Path, *, keep_partial: bool = False,
+                     keep_mine: bool = False) -> None:
+    """Drop this process's names: `partial` only when it still is our file, and only unless kept."""
+    try:
+        ours = os.lstat(mine).st_ino == os.lstat(partial).st_ino
+    except FileNotFoundError:
+        ours = False
+    if ours and not keep_partial:
+        remove_entry(partial)
+    if not keep_mine:
+        remove_entry(mine)
+
+
+def _remove_dead_downloads(partial: Path) -> None:
+    """Remove download files of processes on this host that no longer run (killed pulls)."""
+    prefix = f"{partial.name}.{socket.gethostname()}."
+    for path in partial.parent.glob(f"{glob.escape(prefix)}*"):
+        pid = path.name[len(prefix):].split(".")[0]
+        if not pid.isdigit() or _process_runs(int(pid)):
+            continue
+        remove_entry(path)
+
+
+def _process_runs(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def tag(settings: Settings, ref: Ref, tag_name: str, spec: RemoteSpec) -> Tag:

@@ -19,7 +19,7 @@ from modelreg.manifest import Manifest, check_bundle_path
 from modelreg.progress import ProgressReporter, SilentProgress
 from modelreg.refs import Ref
 from modelreg.trust.gate import require_cached_manifest
-from modelreg.trust.policy import SignatureStatus, load_trusted_keys
+from modelreg.trust.policy import SignatureStatus, load_trusted_keys, unverified_status, verify_trusted
 
 
 @dataclass(frozen=True)
@@ -133,16 +133,14 @@ def _hash_tree(directory: Path, reporter: ProgressReporter) -> dict[str, str]:
 
 def _directory_signature(signature: bytes | None, keys: list, actual: dict[str, str],
                          subject: str) -> SignatureStatus:
-    from modelreg.trust.signing import check_signed_files, signer_of, verify_signature
-
+    """Verified signer with keys; without, only what the unverified statement claims to cover."""
+    files = {p: d for p, d in actual.items() if p != SIGNATURE_NAME}
     if not keys:
-        return SignatureStatus(signed=signature is not None,
-                               claimed_by=signer_of(signature) if signature else None)
+        return unverified_status(signature, files)
     if signature is None:
         raise UntrustedError(f"{subject} has no {SIGNATURE_NAME}, but trusted keys were given; only "
                              f"signed directories are accepted.")
-    check = verify_signature(signature, keys)
-    check_signed_files(check, {p: d for p, d in actual.items() if p != SIGNATURE_NAME}, subject)
+    check = verify_trusted(signature, keys, files, subject)
     return SignatureStatus(signed=True, verified_by=check.signer_fingerprint, key_source=check.signer_source)
 
 

@@ -2,6 +2,8 @@
 
     <cache>/blobs/sha256/<2 hex>/<64 hex>         verified content, read-only (0444)
     <cache>/blobs/sha256/<2 hex>/<64 hex>.partial an interrupted download, resumable, never a blob
+    <cache>/blobs/sha256/<2 hex>/<64 hex>.partial.<host>.<pid>.<random>  one process's download
+    <cache>/fingerprints/<2 hex>/<64 hex>.json    stat of a blob when it was last fully verified
     <cache>/manifests/<name>/<version>.json       a manifest whose blobs are all present
     <cache>/manifests/<name>/<version>.sig        its model.sig, when it has one
     <cache>/tags-seen/<name>/<tag>.json           the version a tag pointed at when last pulled
@@ -11,27 +13,45 @@
 
 A blob file only ever appears by rename after its size and sha256 matched, and a
 manifest only after all its blobs did. The lock only avoids duplicate downloads;
-correctness comes from temp file + verify + rename. Readers that deserialize still
-treat the cache as untrusted: every read goes through `read_verified`, the one
-place a cached blob is checked, which deletes a corrupt blob and raises.
+correctness comes from per-process temp files + verify + rename (see
+`modelreg.transfer.download_blob`), so a lock that silently does not lock (NFS,
+Lustre) costs a duplicate download, never a wrong blob. Readers that deserialize
+still treat the cache as untrusted: every read goes through `read_verified`, the
+one place a cached blob is checked, which deletes a corrupt blob and raises.
+
+modelreg never follows a symlink it did not create: blobs are opened with
+O_NOFOLLOW and must be regular files; a symlink, FIFO or other non-regular file
+where a blob should be is a damaged entry, which is unlinked (the link itself,
+never its target) and re-fetched by the next pull. Nothing is ever chmod-ed
+through a path: permissions are set on file descriptors modelreg opened itself.
+
+A fingerprint (size, mtime_ns, ctime_ns, inode, device) is recorded each time a
+blob is fully hashed. `verified_fingerprint` says whether the blob is unchanged
+since then; when it changed, or the record is missing or unreadable, the blob is
+re-hashed. The fingerprint is an optimization for reporting and repair only:
+bytes are still hashed every time they are read.
 """
 
 from __future__ import annotations
 
+import errno
 import io
 import json
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
 from filelock import FileLock
 
-from modelreg.errors import DigestMismatch, MissingFile
+from modelreg.errors import DigestMismatch, LocalIOError, MissingFile
 from modelreg.hashing import CHUNK_SIZE, HashingSink, Progress, Sink
 from modelreg.layout import blob_key
 from modelreg.local.atomic import atomic_output, atomic_write, publish, temp_name
-from modelreg.manifest import FileEntry, Manifest
+from modelreg.manifest import FileEntry, Manifest, utc_now
 from modelreg.refs import Ref
+
+FINGERPRINT_FIELDS = ("size", "mtime_ns", "ctime_ns", "inode", "device")
 
 
 class _Discard:
@@ -49,11 +69,51 @@ class Cache:
         return self.root.joinpath(*blob_key(sha256).split("/"))
 
     def has_blob(self, entry: FileEntry) -> bool:
-        """True when a blob of the right size is present (not re-hashed: see `read_verified`)."""
+        """True when a regular file of the right size is the blob (not re-hashed: see `read_verified`).
+
+        A symlink or other non-regular file in its place is removed (never followed),
+        so the caller fetches a good copy.
+        """
+        path = self.blob_path(entry.sha256)
         try:
-            return self.blob_path(entry.sha256).stat().st_size == entry.size
+            info = os.lstat(path)
         except FileNotFoundError:
             return False
+        if not stat.S_ISREG(info.st_mode):
+            remove_entry(path)
+            return False
+        return info.st_size == entry.size
+
+    def verified_fingerprint(self, entry: FileEntry) -> str | None:
+        """When the blob was last fully verified, if its stat fingerprint is unchanged since; else None.
+
+        None also when there is no fingerprint record or it is unreadable: then the
+        caller must re-hash (`verify_blob`).
+        """
+        path = self.blob_path(entry.sha256)
+        try:
+            record = json.loads(read_regular(self._fingerprint_path(entry.sha256)) or b"")
+            current = _fingerprint(os.lstat(path))
+        except (OSError, ValueError, RecursionError):
+            return None
+        if not isinstance(record, dict) or not isinstance(record.get("verified_at"), str):
+            return None
+        if current["size"] != entry.size or any(record.get(k) != current[k] for k in FINGERPRINT_FIELDS):
+            return None
+        if not stat.S_ISREG(os.lstat(path).st_mode):
+            return None
+        return record["verified_at"]
+
+    def _fingerprint_path(self, sha256: str) -> Path:
+        return self.root / "fingerprints" / sha256[:2] / f"{sha256}.json"
+
+    def _record_fingerprint(self, sha256: str, info: os.stat_result) -> None:
+        """Remember the stat of a blob just verified; best effort (a missing record means re-hash)."""
+        try:
+            atomic_write(self._fingerprint_path(sha256),
+                         json.dumps({**_fingerprint(info), "verified_at": utc_now()}).encode())
+        except OSError:
+            pass
 
     def blob_lock(self, sha256: str) -> FileLock:
         """A cross-process lock so two pulls of one blob do not both download it."""
@@ -69,17 +129,19 @@ class Cache:
         pull fetches a good copy) when its digest or size differs from `entry`.
         """
         path = self.blob_path(entry.sha256)
-        try:
-            source = open(path, "rb")
-        except FileNotFoundError:
+        source = open_regular(path)
+        if source is None:
             raise MissingFile(path=entry.path, expected=entry.sha256, where=f"the local cache {self.root}",
-                              fix="Run 'modelreg pull' to fetch it again.", source="cache") from None
+                              fix="Run 'modelreg pull' to fetch it again.", source="cache")
         with source:
+            before = os.fstat(source.fileno())
             hashing = HashingSink(sink, progress=progress)
             while chunk := source.read(CHUNK_SIZE):
                 hashing.write(chunk)
-        if hashing.hexdigest() != entry.sha256 or hashing.size != entry.size:
-            _force_unlink(path)
+        if hashing.hexdigest() == entry.sha256 and hashing.size == entry.size:
+            self._record_fingerprint(entry.sha256, before)
+        else:
+            remove_entry(path)
             raise DigestMismatch(
                 path=entry.path, expected=entry.sha256, actual=hashing.hexdigest(),
                 expected_size=entry.size, actual_size=hashing.size,
@@ -106,20 +168,29 @@ class Cache:
     def add_file(self, source: Path, progress: Progress | None = None) -> tuple[str, int]:
         """Copy a local file into the cache, hashing while copying; returns (sha256, size)."""
         temp = temp_name(self.root / "tmp" / "file", ".incoming")
-        temp.parent.mkdir(parents=True, exist_ok=True)
         try:
-            with open(source, "rb") as src, open(temp, "xb") as out:
+            src = open(source, "rb")
+        except OSError as exc:
+            raise LocalIOError(f"Cannot read {source} ({exc.strerror or exc}); check the path and its "
+                               f"permissions.") from exc
+        try:
+            temp.parent.mkdir(parents=True, exist_ok=True)
+            with src, open_new(temp) as out:
                 sink = HashingSink(out, progress=progress)
                 while chunk := src.read(CHUNK_SIZE):
                     sink.write(chunk)
             digest = sink.hexdigest()
             self._publish(temp, digest)
             return digest, sink.size
+        except OSError as exc:
+            raise LocalIOError(f"Cannot copy {source} into the local cache {self.root} "
+                               f"({exc.strerror or exc}); nothing was stored. Free disk space or point "
+                               f"MODELREG_CACHE at a writable disk with room, then try again.") from exc
         finally:
             temp.unlink(missing_ok=True)
 
-    def open_partial(self, entry: FileEntry) -> Path:
-        """Where an interrupted download of `entry` keeps its bytes (only touched under the blob lock)."""
+    def partial_path(self, entry: FileEntry) -> Path:
+        """Where an interrupted download of `entry` leaves its bytes for the next pull to resume from."""
         path = self.blob_path(entry.sha256).with_name(f"{entry.sha256}.partial")
         path.parent.mkdir(parents=True, exist_ok=True)
         return path
@@ -127,20 +198,29 @@ class Cache:
     def publish_download(self, temp: Path, entry: FileEntry, actual: str, size: int, source: str) -> Path:
         """Rename a downloaded temp file into the blob store if it matches `entry`, else delete it."""
         if actual != entry.sha256 or size != entry.size:
-            temp.unlink(missing_ok=True)
+            remove_entry(temp)
             raise DigestMismatch(
                 path=entry.path, expected=entry.sha256, actual=actual, expected_size=entry.size,
                 actual_size=size, where=f"the download of {entry.path} from {source}",
                 outcome="The download was deleted and nothing was written to the cache.",
-                fix="The copy on the remote is damaged or was replaced: re-push the version from a "
-                    "good copy ('modelreg push'), or ask whoever owns the remote.", source="remote")
+                fix="The copy on the remote is damaged or was replaced: repair it from a good copy with "
+                    "'modelreg push NAME:VERSION --repair', or ask whoever owns the remote.", source="remote")
         return self._publish(temp, actual)
 
     def _publish(self, temp: Path, sha256: str) -> Path:
+        """Make a verified temp file (one this process created) read-only and rename it to the blob."""
         target = self.blob_path(sha256)
         target.parent.mkdir(parents=True, exist_ok=True)
-        os.chmod(temp, 0o444)
+        fd = os.open(temp, os.O_RDONLY | os.O_NOFOLLOW)
+        try:
+            os.fchmod(fd, 0o444)
+        finally:
+            os.close(fd)
         publish(temp, target)
+        try:
+            self._record_fingerprint(sha256, os.lstat(target))
+        except OSError:
+            pass
         return target
 
     # -- manifests ---------------------------------------------------------
@@ -167,16 +247,10 @@ class Cache:
             atomic_write(path, signature)
 
     def read_signature(self, ref: Ref) -> bytes | None:
-        try:
-            return self.manifest_path(ref).with_suffix(".sig").read_bytes()
-        except FileNotFoundError:
-            return None
+        return read_regular(self.manifest_path(ref).with_suffix(".sig"))
 
     def read_manifest_bytes(self, ref: Ref) -> bytes | None:
-        try:
-            return self.manifest_path(ref).read_bytes()
-        except FileNotFoundError:
-            return None
+        return read_regular(self.manifest_path(ref))
 
     def load_manifest(self, ref: Ref) -> Manifest | None:
         data = self.read_manifest_bytes(ref)
@@ -196,7 +270,7 @@ class Cache:
     def read_tag_seen(self, tag_ref: Ref) -> dict | None:
         """The record `remember_tag_seen` wrote for this tag, or None (also when unreadable)."""
         try:
-            record = json.loads(self.tag_seen_path(tag_ref).read_text())
+            record = json.loads(read_regular(self.tag_seen_path(tag_ref)) or b"")
         except (OSError, ValueError, RecursionError):
             return None
         if not isinstance(record, dict) or not all(isinstance(record.get(key), str)
@@ -208,9 +282,54 @@ class Cache:
         atomic_write(self.tag_seen_path(tag_ref), json.dumps(record, sort_keys=True).encode())
 
 
-def _force_unlink(path: Path) -> None:
+def _fingerprint(info: os.stat_result) -> dict:
+    return {"size": info.st_size, "mtime_ns": info.st_mtime_ns, "ctime_ns": info.st_ctime_ns,
+            "inode": info.st_ino, "device": info.st_dev}
+
+
+def open_regular(path: Path):
+    """Open `path` for reading only if it is a regular file itself (not a link, FIFO, device...).
+
+    Returns None when it is absent. A symlink or non-regular file in its place is
+    removed with `remove_entry` (the link, never its target) and reported as absent.
+    """
     try:
-        os.chmod(path, 0o644)
-    except OSError:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        if exc.errno not in (errno.ELOOP, errno.ENXIO, errno.EOPNOTSUPP):
+            raise
+        remove_entry(path)
+        return None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        remove_entry(path)
+        return None
+    os.set_blocking(fd, True)
+    return os.fdopen(fd, "rb")
+
+
+def read_regular(path: Path) -> bytes | None:
+    """The bytes of a small cache file that is a regular file itself, or None (see `open_regular`)."""
+    source = open_regular(path)
+    if source is None:
+        return None
+    with source:
+        return source.read()
+
+
+def open_new(path: Path, *, append_to_existing: bool = False):
+    """A binary write handle on a file this process creates (O_EXCL, O_NOFOLLOW): never through a link."""
+    flags = os.O_WRONLY | os.O_NOFOLLOW | (os.O_APPEND if append_to_existing else os.O_CREAT | os.O_EXCL)
+    return os.fdopen(os.open(path, flags, 0o644), "wb")
+
+
+def remove_entry(path: Path) -> None:
+    """Remove a cache entry (a damaged blob, a link, a FIFO): unlinks the name, never what it points to."""
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
         pass
-    path.unlink(missing_ok=True)
+    except IsADirectoryError as exc:
+        raise LocalIOError(f"{path} in the modelreg cache is a directory; remove it by hand.") from exc

@@ -6,7 +6,7 @@ import hashlib
 from dataclasses import dataclass, field
 
 from modelreg.config import RemoteSpec, Settings
-from modelreg.errors import NotFound, RegistryError
+from modelreg.errors import IntegrityError, InvalidArtifact, NotFound, RegistryError, UsageError
 from modelreg.layout import SIGNATURE_NAME, version_key
 from modelreg.local.cache import Cache
 from modelreg.manifest import Manifest
@@ -32,22 +32,51 @@ class VersionInfo:
                 "manifest": self.manifest.to_dict()}
 
 
-def list_remote(settings: Settings, spec: RemoteSpec, name: str | None = None) -> list[VersionInfo]:
-    """Every version on the remote (of one model name, or all), with its tags."""
+@dataclass(frozen=True)
+class BrokenEntry:
+    """A tag or version `list` could not read: its key on the remote and why (one paragraph)."""
+
+    key: str
+    error: str
+
+    def to_dict(self) -> dict:
+        return {"key": self.key, "error": self.error}
+
+
+@dataclass
+class Listing:
+    """What `list` found: every readable version, and every entry it had to skip."""
+
+    versions: list[VersionInfo] = field(default_factory=list)
+    broken: list[BrokenEntry] = field(default_factory=list)
+
+
+def list_remote(settings: Settings, spec: RemoteSpec, name: str | None = None) -> Listing:
+    """Every version on the remote (of one model name, or all), with its tags.
+
+    One malformed tag or manifest does not hide the rest: it is reported in
+    `Listing.broken` and the listing goes on. Failures to reach the remote still raise.
+    """
     cache = Cache(settings.cache_dir)
     storage = open_storage(spec)
+    listing = Listing()
     try:
-        infos = []
         for model_name in [name] if name else list_model_names(storage):
-            tags = list_tags(storage, model_name)
+            broken_tags: list = []
+            tags = list_tags(storage, model_name, broken=broken_tags)
+            listing.broken += [BrokenEntry(key, str(exc)) for key, exc in broken_tags]
             for version in list_versions(storage, model_name):
-                manifest, data = fetch_manifest(storage, Ref(model_name, version))
+                try:
+                    manifest, data = fetch_manifest(storage, Ref(model_name, version))
+                except (InvalidArtifact, IntegrityError, UsageError) as exc:
+                    listing.broken.append(BrokenEntry(version_key(model_name, version), str(exc)))
+                    continue
                 digest = hashlib.sha256(data).hexdigest()
-                infos.append(VersionInfo(
+                listing.versions.append(VersionInfo(
                     manifest=manifest, digest=digest, location=spec.label,
                     tags=sorted(t.tag for t in tags if t.version == version and t.manifest_sha256 == digest),
                     cached=cache.read_manifest_bytes(Ref(model_name, version)) == data))
-        return infos
+        return listing
     finally:
         storage.close()
 
@@ -70,7 +99,7 @@ def describe(settings: Settings, ref: Ref, spec: RemoteSpec) -> VersionInfo:
                                signature=signature_summary(settings, manifest, data,
                                                            cache.read_signature(ref)))
         digest = hashlib.sha256(data).hexdigest()
-        tags = sorted(t.tag for t in list_tags(storage, manifest.name)
+        tags = sorted(t.tag for t in list_tags(storage, manifest.name, broken=[])
                       if t.version == manifest.version and t.manifest_sha256 == digest)
         cached = cache.read_manifest_bytes(Ref(manifest.name, manifest.version)) == data
         signature = read_small(storage, version_key(manifest.name, manifest.version, SIGNATURE_NAME))

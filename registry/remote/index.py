@@ -10,8 +10,10 @@ from __future__ import annotations
 import io
 import json
 from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
 
-from modelreg.errors import IntegrityError, InvalidArtifact, ManifestMismatch, NotFound
+from modelreg.errors import IntegrityError, InvalidArtifact, ManifestMismatch, NotFound, RegistryError
 from modelreg.hashing import HashingSink, hash_bytes, is_sha256_hex
 from modelreg.layout import tag_key, version_key, version_prefix, versions_from_keys
 from modelreg.manifest import MAX_MANIFEST_BYTES, Manifest, canonical_json
@@ -55,7 +57,8 @@ def fetch_manifest(storage: Storage, ref: Ref) -> tuple[Manifest, bytes]:
     data = read_small(storage, key)
     if data is None:
         raise NotFound(f"Tag {ref} on {storage.url} points to version {tag.version}, whose manifest "
-                       f"{key} is missing. Re-push that version or move the tag.")
+                       f"{key} is missing. Restore it from a good copy with 'modelreg push "
+                       f"{ref.name}:{tag.version} --repair', or move the tag.")
     actual = hash_bytes(data)
     if actual != tag.manifest_sha256:
         raise ManifestMismatch(
@@ -78,20 +81,42 @@ def _check_identity(manifest: Manifest, ref: Ref, storage: Storage) -> None:
 
 
 def read_tag(storage: Storage, name: str, tag: str) -> Tag | None:
-    data = read_small(storage, tag_key(name, tag), limit=64 * 1024)
+    """The tag `name:tag` on the remote, or None; InvalidArtifact naming the file when it is malformed.
+
+    A tag file must match `registry/schemas/tag-v1.schema.json` and name itself.
+    """
+    key = tag_key(name, tag)
+    data = read_small(storage, key, limit=64 * 1024)
     if data is None:
         return None
+    where = f"Tag file {key} on {storage.url}"
     try:
-        raw = json.loads(data)
-        parsed = Tag(name=raw["name"], tag=raw["tag"], version=raw["version"],
-                     manifest_sha256=raw["manifest_sha256"])
-    except (ValueError, KeyError, TypeError) as exc:
-        raise InvalidArtifact(f"Tag file {tag_key(name, tag)} on {storage.url} is malformed; "
-                              f"re-create it with 'modelreg tag'.") from exc
+        raw = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise InvalidArtifact(f"{where} is not valid UTF-8 JSON ({exc}); re-create it with "
+                              f"'modelreg tag'.") from exc
+    except RecursionError:
+        raise InvalidArtifact(f"{where} is nested too deeply to be a modelreg tag; re-create it with "
+                              f"'modelreg tag'.") from None
+    problems = sorted(_tag_validator().iter_errors(raw), key=lambda e: list(e.absolute_path))
+    if problems:
+        details = "; ".join(f"{'/'.join(str(p) for p in error.absolute_path) or '(top level)'}: "
+                            f"{error.message[:200]}" for error in problems[:3])
+        raise InvalidArtifact(f"{where} does not match the modelreg tag schema (format 1): {details}. "
+                              f"Re-create it with 'modelreg tag'.")
+    parsed = Tag(name=raw["name"], tag=raw["tag"], version=raw["version"],
+                 manifest_sha256=raw["manifest_sha256"])
     if not is_sha256_hex(parsed.manifest_sha256) or parsed.name != name or parsed.tag != tag:
-        raise InvalidArtifact(f"Tag file {tag_key(name, tag)} on {storage.url} does not describe "
-                              f"{name}:{tag}; re-create it with 'modelreg tag'.")
+        raise InvalidArtifact(f"{where} does not describe {name}:{tag}; re-create it with 'modelreg tag'.")
     return parsed
+
+
+@lru_cache(maxsize=1)
+def _tag_validator():
+    import jsonschema
+
+    text = resources.files("modelreg.schemas").joinpath("tag-v1.schema.json").read_text("utf-8")
+    return jsonschema.Draft202012Validator(json.loads(text))
 
 
 def write_tag(storage: Storage, tag: Tag) -> None:
@@ -99,11 +124,18 @@ def write_tag(storage: Storage, tag: Tag) -> None:
     storage.write(tag_key(tag.name, tag.tag), canonical_json(tag.__dict__))
 
 
-def list_tags(storage: Storage, name: str) -> list[Tag]:
+def list_tags(storage: Storage, name: str, broken: list | None = None) -> list[Tag]:
+    """Every readable tag of `name`; with `broken`, unreadable ones are appended there as (key, error)."""
     tags = []
     for key in storage.list(f"tags/{name}/"):
         tag_name = key.rsplit("/", 1)[-1].removesuffix(".json")
-        tag = read_tag(storage, name, tag_name)
+        try:
+            tag = read_tag(storage, name, tag_name)
+        except RegistryError as exc:
+            if broken is None:
+                raise
+            broken.append((key, exc))
+            continue
         if tag is not None:
             tags.append(tag)
     return tags

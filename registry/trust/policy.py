@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from modelreg.config import Settings
-from modelreg.errors import UntrustedError
+from modelreg.errors import InvalidArtifact, UntrustedError
 from modelreg.hashing import hash_bytes
 from modelreg.layout import MANIFEST_NAME, SUMS_NAME
 from modelreg.local.cache import Cache
@@ -63,38 +63,83 @@ def sign_bundle(manifest: Manifest, manifest_bytes: bytes, key_path: Path,
 
 @dataclass(frozen=True)
 class SignatureStatus:
-    """What can be said about a bundle's signature: verified signer, claimed signer, or none."""
+    """What can be said about a bundle's signature: verified signer, claimed signer, or none.
+
+    Without trusted keys nothing is verified: `describe` says "signed by X (claimed,
+    not verified)" only when the statement covers every file (`covers == total`),
+    else that a signature is present, whom it claims, and how many of the files
+    it lists with their current digests, or that it is unreadable (and why).
+    """
 
     signed: bool
     verified_by: str | None = None
     key_source: str | None = None
     claimed_by: str | None = None
+    covers: int | None = None
+    total: int | None = None
+    unreadable: str | None = None
 
     def describe(self) -> str:
         if self.verified_by:
             return f"signed by {self.verified_by} (verified with {self.key_source})"
+        if self.unreadable:
+            return (f"signature present but unreadable ({self.unreadable}); not verified (no trusted "
+                    f"keys configured)")
         if self.signed:
-            return (f"signed{f' by {self.claimed_by}' if self.claimed_by else ''} (not verified: "
-                    f"no trusted keys configured)")
+            coverage = (f", its statement covers {self.covers} of {self.total} files"
+                        if self.total is not None else "")
+            if self.claimed_by and self.total is not None and self.covers == self.total:
+                return (f"signed by {self.claimed_by} (claimed, not verified: no trusted keys "
+                        f"configured){coverage}")
+            claim = f", claims key {self.claimed_by}" if self.claimed_by else ""
+            return f"signature present, not verified (no trusted keys configured){claim}{coverage}"
         return "unsigned"
+
+
+def unverified_status(signature: bytes | None, files: dict[str, str]) -> SignatureStatus:
+    """What an unverified signature claims about `files` ({path: sha256}); never raises for a bad one."""
+    from modelreg.trust.signing import claimed_files, signer_of
+
+    if signature is None:
+        return SignatureStatus(signed=False)
+    try:
+        claimed = claimed_files(signature)
+        claimed_by = signer_of(signature)
+    except InvalidArtifact as exc:
+        return SignatureStatus(signed=True, unreadable=str(exc))
+    covers = sum(1 for path, digest in files.items() if claimed.get(path) == digest)
+    return SignatureStatus(signed=True, claimed_by=claimed_by, covers=covers, total=len(files))
+
+
+def verify_trusted(signature: bytes, keys: list, expected: dict[str, str], subject: str):
+    """Verify `signature` with `keys` and that it covers exactly `expected`; any failure is UntrustedError."""
+    from modelreg.trust.signing import check_signed_files, verify_signature
+
+    try:
+        check = verify_signature(signature, keys)
+    except InvalidArtifact as exc:
+        raise UntrustedError(f"The model.sig of {subject} is unreadable ({exc}). Trusted keys are "
+                             f"configured, so only bundles with a valid signature from one of them are "
+                             f"accepted: ask the publisher to re-sign it.") from exc
+    check_signed_files(check, expected, subject)
+    return check
 
 
 def check_bundle_signature(settings: Settings, manifest: Manifest, manifest_bytes: bytes,
                            signature: bytes | None, subject: str) -> SignatureStatus:
-    """Enforce the trust policy; raises UntrustedError when trusted keys exist and the signature fails."""
-    from modelreg.trust.signing import check_signed_files, signer_of, verify_signature
+    """Enforce the trust policy; raises UntrustedError when trusted keys exist and the signature fails.
 
+    With no trusted keys, a missing or unreadable signature is reported, not refused.
+    """
     keys = load_trusted_keys(settings)
     if not keys:
-        return SignatureStatus(signed=signature is not None,
-                               claimed_by=signer_of(signature) if signature else None)
+        return unverified_status(signature, signed_file_map(manifest, manifest_bytes))
     if signature is None:
         raise UntrustedError(
             f"{subject} is not signed, but trusted keys are configured ({len(keys)} in "
             f"{trust_locations(settings)}), so only signed bundles are accepted. Ask the publisher "
             f"to push it with --sign, or remove the trusted keys to accept unsigned bundles.")
-    check = verify_signature(signature, keys)
-    check_signed_files(check, signed_file_map(manifest, manifest_bytes), subject)
+    check = verify_trusted(signature, keys, signed_file_map(manifest, manifest_bytes), subject)
     return SignatureStatus(signed=True, verified_by=check.signer_fingerprint,
                            key_source=check.signer_source)
 

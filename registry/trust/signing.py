@@ -47,7 +47,7 @@ from modelreg.trust.keys import (
     signature_hash,
 )
 
-__all__ = ["SignatureCheck", "check_signed_files", "generate_keypair", "key_fingerprint",
+__all__ = ["SignatureCheck", "check_signed_files", "claimed_files", "generate_keypair", "key_fingerprint",
            "load_private_key", "load_public_key", "sign_files", "signer_of", "verify_signature"]
 
 BUNDLE_MEDIA_TYPE = "application/vnd.dev.sigstore.bundle.v0.3+json"
@@ -253,6 +253,8 @@ def _json_object(data: bytes, what: str) -> dict:
         value = json.loads(data.decode("utf-8") if isinstance(data, (bytes, bytearray)) else data)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise InvalidArtifact(f"{what} is not valid UTF-8 JSON ({exc}).") from exc
+    except RecursionError:
+        raise InvalidArtifact(f"{what} is JSON nested too deeply to be an OpenSSF model signature.") from None
     if not isinstance(value, dict):
         raise InvalidArtifact(f"{what} is JSON but not an object.")
     return value
@@ -287,6 +289,8 @@ def _signed_files(payload: bytes) -> dict[str, str]:
                               f"('model_signing sign key' without --hash/shard options) or modelreg.")
     files: dict[str, str] = {}
     for name, algorithm, digest in entries:
+        if not isinstance(name, str):
+            raise InvalidArtifact(f"The signature lists a file name {name!r} that is not a string.")
         if algorithm != "sha256" or not isinstance(digest, str) or not is_sha256_hex(digest):
             raise InvalidArtifact(f"The signature lists {name!r} with {algorithm!r} digest {digest!r}; "
                                   f"expected a sha256 hex digest.")
@@ -325,6 +329,15 @@ def check_signed_files(check: SignatureCheck, expected: dict[str, str], subject:
     raise UntrustedError(f"Signed by {check.signer_fingerprint} (from {check.signer_source}), but "
                          f"{what}{more}. The bundle changed after it was signed; do not use it "
                          f"unless the signer re-signs it.")
+
+
+def claimed_files(signature: bytes) -> dict[str, str]:
+    """The {path: sha256} a signature's statement lists, WITHOUT verifying the signature.
+
+    Only for saying what an unverified signature would cover; InvalidArtifact for
+    a malformed bundle or statement.
+    """
+    return _signed_files(_envelope(signature)["payload"])
 
 
 def signer_of(signature: bytes) -> str | None:

@@ -23,7 +23,17 @@ def read_npy(source: Path | bytes, what: str) -> np.ndarray:
     try:
         handle = io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else open(source, "rb")
         with handle:
-            return np.load(handle, allow_pickle=False)
+            array = np.load(handle, allow_pickle=False)
+            if not isinstance(array, np.ndarray):
+                close = getattr(array, "close", None)
+                if close is not None:
+                    close()
+                raise InvalidArtifact(
+                    f"The {what} file {name} is a .npz archive (several arrays), not a .npy array. "
+                    f"Save the single array with np.save(path, array).")
+            return array
+    except InvalidArtifact:
+        raise
     except FileNotFoundError as exc:
         raise InvalidArtifact(f"The {what} file {name} does not exist; check the path.") from exc
     except ValueError as exc:
@@ -39,6 +49,9 @@ def read_npy(source: Path | bytes, what: str) -> np.ndarray:
 
 def check_labels(labels: np.ndarray, where: str) -> list[str]:
     """A 1-D array of unique, non-empty strings, returned as a list in index order."""
+    if not isinstance(labels, np.ndarray):
+        raise InvalidArtifact(f"The labels in {where} must be a 1-D array of strings saved with np.save; "
+                              f"found a {type(labels).__name__}.")
     if labels.ndim != 1 or labels.dtype.kind not in "US" or labels.size == 0:
         raise InvalidArtifact(
             f"The labels in {where} must be a non-empty 1-D array of strings; found shape "
