@@ -22,7 +22,8 @@ JsonOption = typer.Option(False, "--json", help="Print machine-readable JSON.")
 
 def current_settings() -> Settings:
     """Settings for this command: the global options applied over environment, config and defaults."""
-    return Settings.resolve(workspace=Path(State.workspace) if State.workspace else None)
+    return Settings.resolve(workspace=Path(State.workspace) if State.workspace else None,
+                            offline=State.offline or None)
 
 
 def resolve(remote: Optional[str], accept_new_host_key: bool = False) -> tuple[Settings, RemoteSpec]:

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import traceback
 
-from rich.text import Text
-
 from modelreg.cli.output import stderr
 from modelreg.errors import IntegrityError, RegistryError, RemoteError, UntrustedError, UsageError
 
@@ -36,6 +34,7 @@ class State:
 
     debug = False
     quiet = False
+    offline = False
     workspace: str | None = None
 
 
@@ -50,6 +49,8 @@ def report(exc: BaseException) -> int:
     """Print what went wrong (traceback only with --debug) and return the exit code."""
     if State.debug:
         traceback.print_exception(exc)
+    from rich.text import Text
+
     if isinstance(exc, KeyboardInterrupt):
         stderr.print("Interrupted; nothing half-written is visible (partial downloads resume).")
         return INTERRUPTED

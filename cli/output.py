@@ -1,7 +1,9 @@
 """How the CLI talks to people: rich progress bars and messages on stderr, results on stdout.
 
 Bars appear only on a terminal and never with --quiet; messages are suppressed by
---quiet. `RichProgress` implements `modelreg.progress.ProgressReporter`.
+--quiet. `RichProgress` implements `modelreg.progress.ProgressReporter`. rich is
+imported on the first message, and its progress bars only on a terminal, so
+`--help` and a quiet command do not pay for them.
 """
 
 from __future__ import annotations
@@ -9,23 +11,39 @@ from __future__ import annotations
 import json
 import sys
 from contextlib import contextmanager
-
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    TextColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
+from typing import TYPE_CHECKING, Any
 
 from modelreg.progress import SilentProgress
 
-stdout = Console(soft_wrap=True)
-stderr = Console(stderr=True, soft_wrap=True)
-if not stdout.is_terminal:  # piped output: never cut digests to fit 80 columns
-    stdout.width = 200
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.progress import Progress
+
+
+class LazyConsole:
+    """A rich `Console`, created (and rich imported) on first use; attributes pass through."""
+
+    def __init__(self, *, stderr: bool) -> None:
+        self._stderr = stderr
+        self._console: Console | None = None
+
+    @property
+    def console(self) -> Console:
+        if self._console is None:
+            from rich.console import Console
+
+            console = Console(stderr=self._stderr, soft_wrap=True)
+            if not self._stderr and not console.is_terminal:  # piped: never cut digests to 80 columns
+                console.width = 200
+            self._console = console
+        return self._console
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.console, name)
+
+
+stdout = LazyConsole(stderr=False)
+stderr = LazyConsole(stderr=True)
 
 
 class RichProgress:
@@ -38,12 +56,13 @@ class RichProgress:
     def task(self, label: str, total: int):
         if self._progress is None:
             return SilentProgress().task(label, total)
-        task_id = self._progress.add_task(label, total=total)
-        return lambda n: self._progress.advance(task_id, n)
+        progress = self._progress
+        task_id = progress.add_task(label, total=total)
+        return lambda n: progress.advance(task_id, n)
 
     def message(self, text: str) -> None:
         if not self._quiet:
-            (self._progress.console if self._progress else stderr).print(text, highlight=False)
+            (self._progress.console if self._progress else stderr.console).print(text, highlight=False)
 
 
 @contextmanager
@@ -52,9 +71,18 @@ def progress_reporter(quiet: bool):
     if quiet or not stderr.is_terminal:
         yield RichProgress(None, quiet)
         return
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+
     columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
                TimeRemainingColumn())
-    with Progress(*columns, console=stderr, transient=True) as progress:
+    with Progress(*columns, console=stderr.console, transient=True) as progress:
         yield RichProgress(progress, quiet)
 
 

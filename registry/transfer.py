@@ -9,6 +9,11 @@ Guarantees:
   downloads missing blobs through a hashing sink into a resumable `.partial`
   file that is renamed into the cache only when size and sha256 match. Files
   are materialized into `--dest` only after every blob verified.
+- pull of a *version* that is already cached whole and passes the gate (pin,
+  signature policy) is served from the cache without opening the remote: versions
+  are immutable. A tag always asks the remote, except with `settings.offline`,
+  where it resolves through the version it pointed at when last pulled (with a
+  note saying so). Offline, nothing else ever opens a remote.
 """
 
 from __future__ import annotations
@@ -21,8 +26,17 @@ from pathlib import Path
 from filelock import Timeout
 
 from modelreg.config import RemoteSpec, Settings
-from modelreg.errors import AlreadyExists, IntegrityError, LocalIOError, NotFound, RegistryError
-from modelreg.hashing import CHUNK_SIZE, HashingSink, hash_bytes
+from modelreg.errors import (
+    AlreadyExists,
+    DigestMismatch,
+    IntegrityError,
+    LocalIOError,
+    MissingFile,
+    NotFound,
+    RegistryError,
+    UsageError,
+)
+from modelreg.hashing import CHUNK_SIZE, HashingReader, HashingSink, hash_bytes
 from modelreg.layout import SIGNATURE_NAME, SUMS_NAME, blob_key, version_key
 from modelreg.local.cache import Cache
 from modelreg.local.materialize import materialize
@@ -33,7 +47,7 @@ from modelreg.refs import Ref
 from modelreg.remote.index import Tag, fetch_manifest, read_small, write_tag
 from modelreg.storage import open_storage
 from modelreg.storage.base import Storage
-from modelreg.trust.gate import require_cached_manifest, verify_manifest
+from modelreg.trust.gate import open_cached_manifest, require_cached_manifest, verify_manifest
 from modelreg.trust.policy import SignatureStatus, check_tag_not_downgraded, remember_tag, sign_bundle
 
 
@@ -56,6 +70,8 @@ class PullResult:
     dest: Path | None = None
     signature: SignatureStatus | None = None
     notes: list[str] = field(default_factory=list)
+    from_cache: bool = False
+    """True when the remote was not contacted: the version was cached (see `pull`)."""
 
 
 def unique_blobs(manifest: Manifest) -> list[FileEntry]:
@@ -95,6 +111,7 @@ def push(settings: Settings, ref: Ref, spec: RemoteSpec, *, sign_key: Path | Non
     is stored beside the manifest, create-only like it.
     """
     reporter = reporter or SilentProgress()
+    require_online(settings, "push to", spec)
     cache = Cache(settings.cache_dir)
     verified = require_cached_manifest(
         settings, cache, ref, fix=f"Create it with 'modelreg ingest {ref.version} --from DIR' or "
@@ -152,9 +169,41 @@ def _check_same_version(remote_bytes: bytes, manifest_bytes: bytes, ref: Ref, sp
 
 
 def _upload_blob(cache: Cache, storage: Storage, entry: FileEntry, reporter: ProgressReporter) -> None:
-    path = cache.verify_blob(entry)  # the cache is untrusted: never upload unverified bytes
-    storage.write(blob_key(entry.sha256), path, sha256=entry.sha256,
-                  progress=reporter.task(f"push {entry.path}", entry.size))
+    """Upload a cached blob, hashing the very bytes sent (the cache is untrusted).
+
+    The `HashingReader` refuses the read that completes a blob whose digest differs,
+    so the backend fails before the blob is stored and the manifest is never published.
+    The blob is read once: there is no separate verification pass.
+    """
+    path = cache.blob_path(entry.sha256)
+
+    def mismatch(actual: str) -> DigestMismatch:
+        return DigestMismatch(
+            path=entry.path, expected=entry.sha256, actual=actual, expected_size=entry.size,
+            actual_size=_size_or_missing(path), where=f"the cached copy of {entry.path} ({path})",
+            outcome=f"Nothing was stored on {storage.url} under its digest and the version was not "
+                    f"published.",
+            fix="The cache was altered after the version was made: pull it again from a good copy "
+                "or re-create it (ingest/train), then push.", source="cache")
+
+    try:
+        with HashingReader(path, entry.sha256, entry.size, mismatch) as reader:
+            storage.write(blob_key(entry.sha256), reader, sha256=entry.sha256,
+                          progress=reporter.task(f"push {entry.path}", entry.size))
+            if not reader.complete:
+                raise mismatch("(not every byte was read)")
+    except FileNotFoundError as exc:
+        if isinstance(exc, RegistryError):
+            raise
+        raise MissingFile(path=entry.path, expected=entry.sha256, where=f"the local cache {cache.root}",
+                          fix="Pull or re-create the version, then push.", source="cache") from None
+
+
+def _size_or_missing(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return -1
 
 
 def pull(settings: Settings, ref: Ref, spec: RemoteSpec, *, dest: Path | None = None,
@@ -167,6 +216,9 @@ def pull(settings: Settings, ref: Ref, spec: RemoteSpec, *, dest: Path | None = 
     """
     reporter = reporter or SilentProgress()
     cache = Cache(settings.cache_dir)
+    cached = pull_from_cache(settings, cache, ref, spec, dest=dest)
+    if cached is not None:
+        return cached
     storage = open_storage(spec)
     try:
         manifest, manifest_bytes = fetch_manifest(storage, ref)
@@ -193,6 +245,59 @@ def pull(settings: Settings, ref: Ref, spec: RemoteSpec, *, dest: Path | None = 
     if dest is not None:
         result.dest = materialize(cache, manifest, manifest_bytes, dest, signature)
     return result
+
+
+def pull_from_cache(settings: Settings, cache: Cache, ref: Ref, spec: RemoteSpec, *,
+                    dest: Path | None = None) -> PullResult | None:
+    """A pull served by the cache alone, or None when the remote must be asked.
+
+    `ref` is served when it names a version whose manifest and every blob are cached
+    and which passes the gate now (pin, signature policy); offline, a tag is served
+    through the version it resolved to when last pulled. Offline, anything else is
+    NotFound listing what the cache holds. Blobs are checked by size here, like any
+    cached blob a pull reuses; `dest` gets bytes re-hashed while they are copied.
+    """
+    notes = []
+    version_ref, expected_digest = ref, None
+    if cache.read_manifest_bytes(ref) is None and settings.offline:
+        seen = cache.read_tag_seen(ref)
+        if seen is not None:
+            version_ref, expected_digest = Ref(ref.name, seen["version"]), seen["manifest_sha256"]
+            notes.append(f"--offline: tag {ref} resolved to {version_ref.version}, the version it "
+                         f"pointed at when last pulled ({seen['created']}); the remote was not asked "
+                         f"whether it moved since.")
+    try:
+        verified = open_cached_manifest(settings, cache, version_ref)
+    except RegistryError:
+        if settings.offline:
+            raise
+        return None  # e.g. a signature now required: the remote may have one the cache lacks
+    if verified is not None and expected_digest and hash_bytes(verified.data) != expected_digest:
+        verified = None  # the cached manifest is not the one the tag pointed at
+    if verified is None or not all(cache.has_blob(e) for e in unique_blobs(verified.manifest)):
+        if settings.offline:
+            raise NotFound(f"{ref} is not in the local cache {cache.root}, and --offline (or "
+                           f"MODELREG_OFFLINE) forbids asking {spec.label}. Cached: "
+                           f"{', '.join(cached_versions(cache)) or 'nothing'}. Pull it once online.")
+        return None
+    result = PullResult(manifest=verified.manifest, remote=spec.label, signature=verified.status,
+                        cached=unique_blobs(verified.manifest), notes=notes, from_cache=True)
+    if dest is not None:
+        result.dest = materialize(cache, verified.manifest, verified.data, dest, verified.signature)
+    return result
+
+
+def cached_versions(cache: Cache) -> list[str]:
+    """`name:version` of every manifest in the cache, sorted (for messages)."""
+    root = cache.root / "manifests"
+    return sorted(f"{path.parent.name}:{path.stem}" for path in root.glob("*/*.json"))
+
+
+def require_online(settings: Settings, action: str, spec: RemoteSpec) -> None:
+    """UsageError when `settings.offline` forbids the connection `action` needs."""
+    if settings.offline:
+        raise UsageError(f"Cannot {action} {spec.label} with --offline (or MODELREG_OFFLINE=1): it "
+                         f"needs the remote. Drop --offline or unset MODELREG_OFFLINE.")
 
 
 def download_blob(cache: Cache, storage: Storage, entry: FileEntry, reporter: ProgressReporter) -> bool:
@@ -258,6 +363,7 @@ def _resume_state(partial: Path, entry: FileEntry):
 
 def tag(settings: Settings, ref: Ref, tag_name: str, spec: RemoteSpec) -> Tag:
     """Point `tag_name` at the version `ref` names (a version or another tag) on the remote."""
+    require_online(settings, "tag on", spec)
     storage = open_storage(spec)
     try:
         manifest, data = fetch_manifest(storage, ref)

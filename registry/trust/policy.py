@@ -38,9 +38,13 @@ def trust_locations(settings: Settings) -> str:
 
 
 def load_trusted_keys(settings: Settings, extra: Sequence[Path] = ()) -> list[tuple[str, EllipticCurvePublicKey]]:
+    """The trusted public keys, loaded; `cryptography` is imported only when there are some."""
+    paths = [*extra, *trusted_key_files(settings)]
+    if not paths:
+        return []
     from modelreg.trust.keys import load_public_key
 
-    return [(str(path), load_public_key(path)) for path in [*extra, *trusted_key_files(settings)]]
+    return [(str(path), load_public_key(path)) for path in paths]
 
 
 def signed_file_map(manifest: Manifest, manifest_bytes: bytes) -> dict[str, str]:
@@ -81,18 +85,24 @@ class SignatureStatus:
 
 def check_bundle_signature(settings: Settings, manifest: Manifest, manifest_bytes: bytes,
                            signature: bytes | None, subject: str) -> SignatureStatus:
-    """Enforce the trust policy; raises UntrustedError when trusted keys exist and the signature fails."""
-    from modelreg.trust.signing import check_signed_files, signer_of, verify_signature
+    """Enforce the trust policy; raises UntrustedError when trusted keys exist and the signature fails.
 
+    An unsigned bundle with no trusted keys configured imports no crypto code at all.
+    """
     keys = load_trusted_keys(settings)
     if not keys:
-        return SignatureStatus(signed=signature is not None,
-                               claimed_by=signer_of(signature) if signature else None)
+        if signature is None:
+            return SignatureStatus(signed=False)
+        from modelreg.trust.signing import signer_of
+
+        return SignatureStatus(signed=True, claimed_by=signer_of(signature))
     if signature is None:
         raise UntrustedError(
             f"{subject} is not signed, but trusted keys are configured ({len(keys)} in "
             f"{trust_locations(settings)}), so only signed bundles are accepted. Ask the publisher "
             f"to push it with --sign, or remove the trusted keys to accept unsigned bundles.")
+    from modelreg.trust.signing import check_signed_files, verify_signature
+
     check = verify_signature(signature, keys)
     check_signed_files(check, signed_file_map(manifest, manifest_bytes), subject)
     return SignatureStatus(signed=True, verified_by=check.signer_fingerprint,
