@@ -35,23 +35,27 @@ from tests.servers.ssh import SshdServer
 
 BUCKET = "bench"
 MODELREG = str(Path(sys.executable).with_name("modelreg"))
+TIME = "/usr/bin/time"
 BUNDLE_FILES = {"best_model_v9.h5": 4_000_000, "label_classes_v9.npy": 200,
                 "audio_mean_v9.npy": 3_200, "audio_std_v9.npy": 3_200}
 
 
 def run_measured(cmd: list[str], env: dict, cwd: Path | None = None) -> tuple[float, int]:
-    """(wall seconds, peak RSS in KiB of the process and the children it waited for)."""
-    start = time.perf_counter()
-    process = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _pid, status, usage = os.wait4(process.pid, 0)
-    elapsed = time.perf_counter() - start
-    process.returncode = os.waitstatus_to_exitcode(status)
-    error = process.stderr.read().decode(errors="replace") if process.stderr else ""
-    if process.stderr:
-        process.stderr.close()
-    if process.returncode != 0:
-        raise SystemExit(f"{' '.join(cmd)} failed ({process.returncode}):\n{error}")
-    return elapsed, usage.ru_maxrss
+    """(wall seconds, peak RSS in KiB) of one command, run under `/usr/bin/time -f %M`.
+
+    The RSS comes from `time` because a child forked from this (large) process would
+    report this process's RSS as its own peak. Both tools are wrapped alike.
+    """
+    with tempfile.NamedTemporaryFile("r", suffix=".rss") as rss_file:
+        start = time.perf_counter()
+        result = subprocess.run([TIME, "-f", "%M", "-o", rss_file.name, *cmd], env=env, cwd=cwd,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        elapsed = time.perf_counter() - start
+        if result.returncode != 0:
+            raise SystemExit(f"{' '.join(cmd)} failed ({result.returncode}):\n"
+                             f"{result.stderr.decode(errors='replace')}")
+        peak = int(rss_file.read().split()[-1])
+    return elapsed, peak
 
 
 def summary(runs: list[float]) -> dict:

@@ -72,13 +72,13 @@ def push(ref: str = typer.Argument(..., help="[NAME:]VERSION, e.g. v9"),
     signed = " Signed: model.sig stored." if result.signed else (
         " It already carries a signature (kept)." if key else "")
     if result.already_published:
-        stdout.print(f"{result.manifest.ref} is already on {result.remote} with the same manifest "
-                     f"({result.manifest.digest[:12]}): nothing to do.{signed}", highlight=False)
+        stdout.line(f"{result.manifest.ref} is already on {result.remote} with the same manifest "
+                    f"({result.manifest.digest[:12]}): nothing to do.{signed}")
         return
     sent = sum(e.size for e in result.uploaded)
-    stdout.print(f"Pushed {result.manifest.ref} to {result.remote}: {len(result.uploaded)} blob(s) "
-                 f"uploaded ({human_size(sent)}), {len(result.skipped)} already there; manifest "
-                 f"{result.manifest.digest[:12]}.{signed}", highlight=False)
+    stdout.line(f"Pushed {result.manifest.ref} to {result.remote}: {len(result.uploaded)} blob(s) "
+                f"uploaded ({human_size(sent)}), {len(result.skipped)} already there; manifest "
+                f"{result.manifest.digest[:12]}.{signed}")
 
 
 @app.command()
@@ -100,14 +100,14 @@ def pull(ref: str = typer.Argument(..., help="[NAME:]VERSION or a tag"),
     got = sum(e.size for e in result.downloaded)
     where = f" and wrote it to {result.dest}" if result.dest else ""
     if result.from_cache:
-        stdout.print(f"Pulled {result.manifest.ref} from the local cache without contacting "
-                     f"{result.remote}: 0 blob(s) downloaded, {len(result.cached)} already cached, "
-                     f"manifest checked against pin and trust policy{where}; "
-                     f"{result.signature.describe() if result.signature else 'unsigned'}.", highlight=False)
+        stdout.line(f"Pulled {result.manifest.ref} from the local cache without contacting "
+                    f"{result.remote}: 0 blob(s) downloaded, {len(result.cached)} already cached, "
+                    f"manifest checked against pin and trust policy{where}; "
+                    f"{result.signature.describe() if result.signature else 'unsigned'}.")
         return
-    stdout.print(f"Pulled {result.manifest.ref} from {result.remote}: {len(result.downloaded)} blob(s) "
-                 f"downloaded ({human_size(got)}), {len(result.cached)} already cached, all verified"
-                 f"{where}; {result.signature.describe() if result.signature else 'unsigned'}.", highlight=False)
+    stdout.line(f"Pulled {result.manifest.ref} from {result.remote}: {len(result.downloaded)} blob(s) "
+                f"downloaded ({human_size(got)}), {len(result.cached)} already cached, all verified"
+                f"{where}; {result.signature.describe() if result.signature else 'unsigned'}.")
 
 
 @app.command()

@@ -9,6 +9,7 @@ imported on the first message, and its progress bars only on a terminal, so
 from __future__ import annotations
 
 import json
+import os
 import sys
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
@@ -38,9 +39,22 @@ class LazyConsole:
             self._console = console
         return self._console
 
+    def line(self, text: str) -> None:
+        """Print `text` as it is (no markup, emoji codes or highlighting) without importing rich:
+        the one-line results of push and pull, 0.1 s sooner."""
+        if self._console is not None:
+            self._console.print(text, markup=False, emoji=False, highlight=False)
+            return
+        stream = sys.stderr if self._stderr else sys.stdout
+        stream.write(text + "\n")
+        stream.flush()
+
     def __getattr__(self, name: str) -> Any:
         return getattr(self.console, name)
 
+
+_FORCE_TERMINAL = ("FORCE_TERMINAL", "TTY_COMPATIBLE", "FORCE_COLOR")
+"""Environment variables with which rich may treat a non-TTY as a terminal."""
 
 stdout = LazyConsole(stderr=False)
 stderr = LazyConsole(stderr=True)
@@ -61,14 +75,19 @@ class RichProgress:
         return lambda n: progress.advance(task_id, n)
 
     def message(self, text: str) -> None:
-        if not self._quiet:
-            (self._progress.console if self._progress else stderr.console).print(text, highlight=False)
+        if self._quiet:
+            return
+        if self._progress is not None:
+            self._progress.console.print(text, highlight=False)
+        else:
+            stderr.line(text)
 
 
 @contextmanager
 def progress_reporter(quiet: bool):
     """Yield a reporter: bars on a TTY, plain messages otherwise, nothing with --quiet."""
-    if quiet or not stderr.is_terminal:
+    maybe_terminal = sys.stderr.isatty() or any(os.environ.get(name) for name in _FORCE_TERMINAL)
+    if quiet or not maybe_terminal or not stderr.is_terminal:  # rich decides only where it could say yes
         yield RichProgress(None, quiet)
         return
     from rich.progress import (

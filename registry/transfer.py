@@ -263,9 +263,9 @@ def pull_from_cache(settings: Settings, cache: Cache, ref: Ref, spec: RemoteSpec
         seen = cache.read_tag_seen(ref)
         if seen is not None:
             version_ref, expected_digest = Ref(ref.name, seen["version"]), seen["manifest_sha256"]
-            notes.append(f"--offline: tag {ref} resolved to {version_ref.version}, the version it "
-                         f"pointed at when last pulled ({seen['created']}); the remote was not asked "
-                         f"whether it moved since.")
+            notes.append(f"--offline: tag {ref} resolved to {version_ref.version} (created "
+                         f"{seen['created']}), the version it pointed at when last pulled; the remote "
+                         f"was not asked whether it moved since.")
     try:
         verified = open_cached_manifest(settings, cache, version_ref)
     except RegistryError:
