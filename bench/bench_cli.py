@@ -236,8 +236,17 @@ class Bench:
                 self.record(backend, case, label, times, rss, None, None)
 
     def _upload_plain(self, label: str) -> None:
+        """The files as plain objects, for `aws s3 cp --recursive` to download (retried: SeaweedFS
+        under load occasionally answers InternalError while it grows a volume)."""
         for path in self.sources[label].iterdir():
-            self.client.upload_file(str(path), BUCKET, f"plain/{label}/{path.name}")
+            for attempt in range(5):
+                try:
+                    self.client.upload_file(str(path), BUCKET, f"plain/{label}/{path.name}")
+                    break
+                except Exception:
+                    if attempt == 4:
+                        raise
+                    time.sleep(2)
 
     def run_help(self, rounds: int) -> None:
         times, rss, _ = self.alternate(rounds, lambda i: ([MODELREG, "--help"], self.env), None,
@@ -272,15 +281,17 @@ def main(argv: list[str] | None = None) -> int:
             bench.run_help(args.rounds)
             for backend in args.only.split(","):
                 bench.run_backend(backend, args.rounds)
+                write_report(Path(args.out), args.rounds, before, bench.results)  # keep what is done
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    report = {"rounds": args.rounds, "machine_before": before, "machine_after": machine(),
-              "results": bench.results}
-    out = Path(args.out)
+    print(f"wrote {args.out}")
+    return 0
+
+
+def write_report(out: Path, rounds: int, before: dict, results: list[dict]) -> None:
+    report = {"rounds": rounds, "machine_before": before, "machine_after": machine(), "results": results}
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {out}")
-    return 0
 
 
 if __name__ == "__main__":
