@@ -35,13 +35,31 @@ def size(row: dict) -> str:
     return f"{row['bytes'] / 1e6:.0f} MB" if row["bytes"] else ""
 
 
-def render(report: dict) -> str:
+def describe_run(report: dict, backends: str) -> str:
     before, after = report["machine_before"], report["machine_after"]
+    return (f"{backends}: run of {before['date_utc'][:16]}Z at commit {before['commit']}, "
+            f"{before['cpus']} cores, load average {before['loadavg'][0]} before and "
+            f"{after['loadavg'][0]} after")
+
+
+def render(reports: list[dict]) -> str:
+    """One table from one or more runs (a later run's rows replace an earlier one's for its backends)."""
+    rows: dict[tuple, dict] = {}
+    runs = []
+    for report in reports:
+        backends = sorted({row["backend"] for row in report["results"]} - {"-"})
+        runs.append(describe_run(report, ", ".join(BACKEND[b] for b in backends) + " and --help"
+                                 if len(reports) == 1 else ", ".join(BACKEND[b] for b in backends)))
+        for row in report["results"]:
+            if row["backend"] == "-" and rows and len(reports) > 1 and report is not reports[0]:
+                continue  # --help from the first run only
+            rows[(row["backend"], row["case"], row["bundle"])] = row
+    report = {"rounds": reports[0]["rounds"], "results": list(rows.values())}
     lines = [
         f"Whole commands as a user runs them (new processes), measured by `make bench` "
-        f"(`python -m bench.bench_cli`) on {before['date_utc'][:10]} at commit {before['commit']}: "
-        f"{before['cpus']} cores, load average {before['loadavg'][0]} before and "
-        f"{after['loadavg'][0]} after (the machine was shared). Median of {report['rounds']} runs "
+        f"(`python -m bench.bench_cli`); {'; '.join(runs)} (the machine was shared with other "
+        f"jobs: absolute times include that load; compare the two tools of a row). "
+        f"Median of {report['rounds']} runs "
         f"(min–max), modelreg and the reference taking turns on the same files and loopback server; "
         f"fresh cache and empty `--dest` for every pull, empty remote root for every push. "
         f"Speed ratio = reference time / modelreg time (>1: modelreg faster).",
@@ -77,10 +95,12 @@ def replace_section(path: Path, table: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--json", default=str(Path(__file__).resolve().parent / "out" / "cli.json"))
+    parser.add_argument("--json", action="append", help="a bench_cli result file (repeatable; later "
+                        "files replace earlier rows of the same backend); default bench/out/cli.json")
     parser.add_argument("--readme", help="replace the table between the markers in this file")
     args = parser.parse_args(argv)
-    table = render(json.loads(Path(args.json).read_text()))
+    files = args.json or [str(Path(__file__).resolve().parent / "out" / "cli.json")]
+    table = render([json.loads(Path(name).read_text()) for name in files])
     if args.readme:
         replace_section(Path(args.readme), table)
     print(table)
