@@ -1,6 +1,6 @@
-"""Render `bench/out/cli.json` (from `bench.bench_cli`) as the README's benchmark table.
+"""Render bench_cli results (`bench/out/cli-ssh.json`, `cli-s3.json`) as the README's benchmark table.
 
-    .venv/bin/python -m bench.render_table [--json bench/out/cli.json] [--readme README.md]
+    .venv/bin/python -m bench.render_table [--json FILE ...] [--readme README.md]
 
 Prints the markdown; with --readme, replaces the text between the
 `<!-- bench-table:start -->` and `<!-- bench-table:end -->` markers in that file.
@@ -96,10 +96,12 @@ def replace_section(path: Path, table: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", action="append", help="a bench_cli result file (repeatable; later "
-                        "files replace earlier rows of the same backend); default bench/out/cli.json")
+                        "files replace earlier rows of the same backend); default bench/out/cli-ssh.json "
+                        "and cli-s3.json")
     parser.add_argument("--readme", help="replace the table between the markers in this file")
     args = parser.parse_args(argv)
-    files = args.json or [str(Path(__file__).resolve().parent / "out" / "cli.json")]
+    out = Path(__file__).resolve().parent / "out"
+    files = args.json or [str(out / "cli-ssh.json"), str(out / "cli-s3.json")]
     table = render([json.loads(Path(name).read_text()) for name in files])
     if args.readme:
         replace_section(Path(args.readme), table)
