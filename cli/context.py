@@ -23,7 +23,7 @@ JsonOption = typer.Option(False, "--json", help="Print machine-readable JSON.")
 def current_settings() -> Settings:
     """Settings for this command: the global options applied over environment, config and defaults."""
     return Settings.resolve(workspace=Path(State.workspace) if State.workspace else None,
-                            stall_timeout=State.stall_timeout)
+                            stall_timeout=State.stall_timeout, offline=State.offline or None)
 
 
 def resolve(remote: Optional[str], accept_new_host_key: bool = False) -> tuple[Settings, RemoteSpec]:

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import traceback
 
-from rich.text import Text
-
 from modelreg.cli.output import stderr
 from modelreg.errors import IntegrityError, RegistryError, RemoteError, UntrustedError, UsageError
 
@@ -64,6 +62,7 @@ class State:
 
     debug = False
     quiet = False
+    offline = False
     workspace: str | None = None
     stall_timeout: float | None = None
 
@@ -77,6 +76,8 @@ def exit_code_for(exc: BaseException) -> int:
 
 def report(exc: BaseException) -> int:
     """Print what went wrong (traceback only with --debug) and return the exit code."""
+    from rich.text import Text
+
     if State.debug:
         traceback.print_exception(exc)
     if isinstance(exc, (KeyboardInterrupt, Interrupted)):

@@ -5,14 +5,13 @@ from __future__ import annotations
 from typing import Optional
 
 import typer
-from rich.table import Table
 
 from modelreg.cli.context import AcceptHostKey, JsonOption, RemoteOption, current_settings, ref_of, resolve
 from modelreg.cli.output import human_size, print_json, stderr, stdout
 from modelreg.config import add_remote
 
 remote_app = typer.Typer(help="Named remotes (stored in the config file; never credentials).",
-                         no_args_is_help=True)
+                         no_args_is_help=True, rich_markup_mode=None)
 
 
 @remote_app.command("add")
@@ -44,6 +43,8 @@ def remote_list(json_output: bool = JsonOption) -> None:
         print_json({"remotes": rows, "default": settings.default_remote,
                     "local_registry": settings.local_registry.as_uri()})
         return
+    from rich.table import Table
+
     table = Table("name", "url", "options", "default")
     for row in rows:
         options = ", ".join(f"{k}={v}" for k, v in row["options"].items())
@@ -74,6 +75,8 @@ def list_versions(name: Optional[str] = typer.Argument(None, help="Only this mod
         stdout.print(f"No versions on {spec.label} yet.", highlight=False)
         return
     if infos:
+        from rich.table import Table
+
         table = Table("model", "version", "tags", "size", "created", "manifest", "cached",
                       title=f"{spec.label}")
         for info in infos:
@@ -105,6 +108,8 @@ def show(ref: str = typer.Argument(..., help="[NAME:]VERSION or a tag"),
     stdout.print(f"created {m.created}  at {info.location}  tags: {', '.join(info.tags) or '-'}",
                  highlight=False)
     stdout.print(f"signature: {info.signature}", highlight=False)
+    from rich.table import Table
+
     files = Table("path", "role", "size", "sha256")
     for entry in m.files:
         files.add_row(entry.path, entry.role, human_size(entry.size), entry.sha256)

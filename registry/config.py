@@ -75,6 +75,8 @@ class Settings:
     """Seconds without a byte from a remote before an operation fails (every backend but file://)."""
     stall_timeout_forced: bool = False
     """True when the flag or MODELREG_STALL_TIMEOUT set it: then it beats a remote's own option."""
+    offline: bool = False
+    """Never contact a remote: pulls are served from the cache (`--offline`, `MODELREG_OFFLINE=1`)."""
 
     @property
     def known_hosts_path(self) -> Path:
@@ -83,7 +85,7 @@ class Settings:
 
     @classmethod
     def resolve(cls, env: dict | None = None, workspace: Path | None = None,
-                stall_timeout: float | None = None) -> Settings:
+                stall_timeout: float | None = None, offline: bool | None = None) -> Settings:
         """Build settings from the environment (default: os.environ) and the config file.
 
         `stall_timeout` is the command-line flag's value (it wins over
@@ -91,7 +93,8 @@ class Settings:
 
         The workspace is `workspace` when given, else `$MODELREG_WORKSPACE`, else the
         nearest directory at or above the current one that has a `manifests/` folder
-        (as git finds its repository), else the current directory.
+        (as git finds its repository), else the current directory. `offline` is the
+        flag when given (True), else `$MODELREG_OFFLINE` (1/true/yes/on), else False.
         """
         env = dict(os.environ if env is None else env)
         workspace, workspace_origin = find_workspace(workspace, env.get("MODELREG_WORKSPACE"), Path.cwd())
@@ -134,6 +137,7 @@ class Settings:
             key_passphrase=env.get("MODELREG_KEY_PASSPHRASE") or None,
             stall_timeout=stall,
             stall_timeout_forced=forced is not None,
+            offline=bool(offline) or parse_switch(env.get("MODELREG_OFFLINE"), "MODELREG_OFFLINE"),
         )
 
     def with_workspace(self, workspace: Path) -> Settings:
@@ -182,6 +186,16 @@ def find_workspace(given: Path | str | None, from_env: str | None, cwd: Path) ->
             return candidate, ("the current directory (it has manifests/)" if candidate == start
                                else "the nearest parent directory with manifests/")
     return start, "the current directory (no manifests/ found here or above; pins are written here)"
+
+
+def parse_switch(value: str | None, name: str) -> bool:
+    """An on/off environment variable: unset or empty is off; anything but 1/0, true/false... is an error."""
+    text = (value or "").strip().lower()
+    if text in ("", "0", "false", "no", "off"):
+        return False
+    if text in ("1", "true", "yes", "on"):
+        return True
+    raise ConfigError(f"Invalid {name}={value!r}: use 1 (on) or 0 (off).")
 
 
 def check_remote_url(url: str) -> str:

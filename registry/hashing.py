@@ -8,7 +8,9 @@ that were hashed; `hash_file` is for files already on disk.
 from __future__ import annotations
 
 import hashlib
+import os
 import re
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
@@ -90,3 +92,80 @@ class HashingSink:
 
     def hexdigest(self) -> str:
         return self._digest.hexdigest()
+
+
+class HashingReader:
+    """An upload source that hashes exactly the bytes it hands out and refuses the last one on a mismatch.
+
+    Backends read it by offset (`read_at`, from several threads, each range once, in
+    any order) or front to back (`read`). Bytes are hashed in file order as they are
+    handed over; ranges read ahead of the hashed front wait in memory (as much as the
+    backend has in flight). When the last byte is handed over, the digest is compared
+    with `sha256` and, on a mismatch, that read raises what `mismatch(actual)` returns
+    instead of returning data: the backend fails before publishing the object, so an
+    altered local file is never stored under the digest it claims.
+    """
+
+    def __init__(self, path: Path, sha256: str, size: int,
+                 mismatch: Callable[[str], Exception]) -> None:
+        self.path = path
+        self.size = size
+        self._expected = sha256
+        self._mismatch = mismatch
+        self._fd: int | None = None
+        self._digest = hashlib.sha256()
+        self._hashed = 0
+        self._ahead: dict[int, bytes] = {}
+        self._position = 0
+        self._matched = False
+        self._lock = threading.Lock()
+
+    def __enter__(self) -> HashingReader:
+        self._fd = os.open(self.path, os.O_RDONLY)
+        if self.size == 0 and hashlib.sha256().hexdigest() != self._expected:
+            self.__exit__()
+            raise self._mismatch(hashlib.sha256().hexdigest())
+        self._matched = self.size == 0
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    @property
+    def complete(self) -> bool:
+        """True once every byte was handed over and matched `sha256`."""
+        return self._matched
+
+    def read(self, length: int = -1) -> bytes:
+        """The next `length` bytes (all that remain when -1); b"" at the end."""
+        with self._lock:
+            offset = self._position
+            length = self.size - offset if length < 0 else min(length, self.size - offset)
+            self._position += length
+        return self.read_at(offset, length) if length > 0 else b""
+
+    def read_at(self, offset: int, length: int) -> bytes:
+        """`length` bytes at `offset` (clipped to `size`); each range is to be read once."""
+        assert self._fd is not None, "read inside the `with` block"
+        length = max(0, min(length, self.size - offset))
+        if length == 0:
+            return b""
+        data = os.pread(self._fd, length, offset)
+        if len(data) != length:
+            raise self._mismatch(f"(the file is shorter than {self.size} bytes)")
+        with self._lock:
+            if offset < self._hashed or offset in self._ahead:
+                raise RuntimeError(f"bytes at {offset} of {self.path} were read twice; a backend "
+                                   f"must read each range of a HashingReader once")
+            self._ahead[offset] = data
+            while self._hashed in self._ahead:
+                piece = self._ahead.pop(self._hashed)
+                self._digest.update(piece)
+                self._hashed += len(piece)
+            if self._hashed == self.size:
+                if self._digest.hexdigest() != self._expected:
+                    raise self._mismatch(self._digest.hexdigest())
+                self._matched = True
+        return data

@@ -11,6 +11,11 @@ Guarantees:
   downloads missing blobs through a hashing sink into a resumable `.partial`
   file that is renamed into the cache only when size and sha256 match. Files
   are materialized into `--dest` only after every blob verified.
+- pull of a *version* that is already cached whole and passes the gate (pin,
+  signature policy) is served from the cache without opening the remote: versions
+  are immutable. A tag always asks the remote, except with `settings.offline`,
+  where it resolves through the version it pointed at when last pulled (with a
+  note saying so). Offline, nothing else ever opens a remote.
 """
 
 from __future__ import annotations
@@ -28,8 +33,18 @@ from pathlib import Path
 from filelock import Timeout
 
 from modelreg.config import RemoteSpec, Settings
-from modelreg.errors import AlreadyExists, IntegrityError, LocalIOError, NotFound, RegistryError, RemoteError
-from modelreg.hashing import CHUNK_SIZE, HashingSink, hash_bytes
+from modelreg.errors import (
+    AlreadyExists,
+    DigestMismatch,
+    IntegrityError,
+    LocalIOError,
+    MissingFile,
+    NotFound,
+    RegistryError,
+    RemoteError,
+    UsageError,
+)
+from modelreg.hashing import CHUNK_SIZE, HashingReader, HashingSink, hash_bytes
 from modelreg.layout import SIGNATURE_NAME, SUMS_NAME, blob_key, tag_key, version_key
 from modelreg.local.cache import Cache, open_new, open_regular, remove_entry
 from modelreg.local.materialize import materialize
@@ -41,7 +56,7 @@ from modelreg.remote.index import Tag, fetch_manifest, read_small, write_tag
 from modelreg.repair import GOOD, RepairResult, check_remote_blob, repair_command, repair_metadata
 from modelreg.storage import open_storage
 from modelreg.storage.base import Storage
-from modelreg.trust.gate import require_cached_manifest, verify_manifest
+from modelreg.trust.gate import open_cached_manifest, require_cached_manifest, verify_manifest
 from modelreg.trust.policy import SignatureStatus, check_tag_not_downgraded, remember_tag, sign_bundle
 
 
@@ -73,6 +88,8 @@ class PullResult:
     dest: Path | None = None
     signature: SignatureStatus | None = None
     notes: list[str] = field(default_factory=list)
+    from_cache: bool = False
+    """True when the remote was not contacted: the version was cached (see `pull`)."""
 
     def cache_summary(self) -> str:
         """What was said about the blobs already cached, claiming only what was checked and when."""
@@ -143,6 +160,7 @@ def push(settings: Settings, ref: Ref, spec: RemoteSpec, *, sign_key: Path | Non
     verified and mended from the cache instead (`modelreg.repair`; `result.repair`).
     """
     reporter = reporter or SilentProgress()
+    require_online(settings, "push to", spec)
     cache = Cache(settings.cache_dir)
     verified = require_cached_manifest(
         settings, cache, ref, fix=f"Create it with 'modelreg ingest {ref.version} --from DIR' or "
@@ -241,7 +259,13 @@ the same blob in progress: removing it would fail that push."""
 
 
 def _upload_blob(cache: Cache, storage: Storage, entry: FileEntry, reporter: ProgressReporter) -> None:
-    path = cache.verify_blob(entry)  # the cache is untrusted: never upload unverified bytes
+    """Upload a cached blob, hashing the very bytes sent (the cache is untrusted).
+
+    The `HashingReader` refuses the read that completes a blob whose digest differs,
+    so the backend fails before the blob is stored and the manifest is never published.
+    The blob is read once: there is no separate verification pass.
+    """
+    path = cache.blob_path(entry.sha256)
     try:
         removed = storage.remove_stale_uploads(blob_key(entry.sha256), STALE_UPLOAD_AGE)
     except RemoteError as exc:  # clean-up is a courtesy: the upload itself may still work
@@ -250,8 +274,34 @@ def _upload_blob(cache: Cache, storage: Storage, entry: FileEntry, reporter: Pro
         if removed:
             reporter.message(f"Removed {removed} abandoned partial upload(s) of {entry.path} "
                              f"from {storage.url}")
-    storage.write(blob_key(entry.sha256), path, sha256=entry.sha256,
-                  progress=reporter.task(f"push {entry.path}", entry.size))
+
+    def mismatch(actual: str) -> DigestMismatch:
+        return DigestMismatch(
+            path=entry.path, expected=entry.sha256, actual=actual, expected_size=entry.size,
+            actual_size=_size_or_missing(path), where=f"the cached copy of {entry.path} ({path})",
+            outcome=f"Nothing was stored on {storage.url} under its digest and the version was not "
+                    f"published.",
+            fix="The cache was altered after the version was made: pull it again from a good copy "
+                "or re-create it (ingest/train), then push.", source="cache")
+
+    try:
+        with HashingReader(path, entry.sha256, entry.size, mismatch) as reader:
+            storage.write(blob_key(entry.sha256), reader, sha256=entry.sha256,
+                          progress=reporter.task(f"push {entry.path}", entry.size))
+            if not reader.complete:
+                raise mismatch("(not every byte was read)")
+    except FileNotFoundError as exc:
+        if isinstance(exc, RegistryError):
+            raise
+        raise MissingFile(path=entry.path, expected=entry.sha256, where=f"the local cache {cache.root}",
+                          fix="Pull or re-create the version, then push.", source="cache") from None
+
+
+def _size_or_missing(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return -1
 
 
 def pull(settings: Settings, ref: Ref, spec: RemoteSpec, *, dest: Path | None = None,
@@ -264,6 +314,9 @@ def pull(settings: Settings, ref: Ref, spec: RemoteSpec, *, dest: Path | None = 
     """
     reporter = reporter or SilentProgress()
     cache = Cache(settings.cache_dir)
+    cached = pull_from_cache(settings, cache, ref, spec, dest=dest, reporter=reporter)
+    if cached is not None:
+        return cached
     storage = open_storage(spec)
     try:
         manifest, manifest_bytes = fetch_manifest(storage, ref)
@@ -288,6 +341,67 @@ def pull(settings: Settings, ref: Ref, spec: RemoteSpec, *, dest: Path | None = 
     if dest is not None:
         result.dest = materialize(cache, manifest, manifest_bytes, dest, signature)
     return result
+
+
+def pull_from_cache(settings: Settings, cache: Cache, ref: Ref, spec: RemoteSpec, *,
+                    dest: Path | None = None, reporter: ProgressReporter | None = None) -> PullResult | None:
+    """A pull served by the cache alone, or None when the remote must be asked.
+
+    `ref` is served when it names a version whose manifest and every blob are cached
+    and which passes the gate now (pin, signature policy); offline, a tag is served
+    through the version it resolved to when last pulled. Offline, anything else is
+    NotFound listing what the cache holds. Each blob counts as cached only when its
+    stat fingerprint is unchanged since it was verified, or it re-hashes correctly
+    now (`_check_cached`); a corrupt one is deleted and the remote is asked after all.
+    `dest` gets bytes re-hashed while they are copied.
+    """
+    reporter = reporter or SilentProgress()
+    notes = []
+    version_ref, expected_digest = ref, None
+    if cache.read_manifest_bytes(ref) is None and settings.offline:
+        seen = cache.read_tag_seen(ref)
+        if seen is not None:
+            version_ref, expected_digest = Ref(ref.name, seen["version"]), seen["manifest_sha256"]
+            notes.append(f"--offline: tag {ref} resolved to {version_ref.version} (created "
+                         f"{seen['created']}), the version it pointed at when last pulled; the remote "
+                         f"was not asked whether it moved since.")
+    try:
+        verified = open_cached_manifest(settings, cache, version_ref)
+    except RegistryError:
+        if settings.offline:
+            raise
+        return None  # e.g. a signature now required: the remote may have one the cache lacks
+    if verified is not None and expected_digest and hash_bytes(verified.data) != expected_digest:
+        verified = None  # the cached manifest is not the one the tag pointed at
+    result = None
+    if verified is not None:
+        result = PullResult(manifest=verified.manifest, remote=spec.label, signature=verified.status,
+                            notes=notes, from_cache=True)
+        blobs = unique_blobs(verified.manifest)
+        if not all([_check_cached(cache, entry, result, reporter) for entry in blobs]):
+            result = None
+    if verified is None or result is None:
+        if settings.offline:
+            raise NotFound(f"{ref} is not (completely and intact) in the local cache {cache.root}, and "
+                           f"--offline (or MODELREG_OFFLINE) forbids asking {spec.label}. Cached: "
+                           f"{', '.join(cached_versions(cache)) or 'nothing'}. Pull it once online.")
+        return None
+    if dest is not None:
+        result.dest = materialize(cache, verified.manifest, verified.data, dest, verified.signature)
+    return result
+
+
+def cached_versions(cache: Cache) -> list[str]:
+    """`name:version` of every manifest in the cache, sorted (for messages)."""
+    root = cache.root / "manifests"
+    return sorted(f"{path.parent.name}:{path.stem}" for path in root.glob("*/*.json"))
+
+
+def require_online(settings: Settings, action: str, spec: RemoteSpec) -> None:
+    """UsageError when `settings.offline` forbids the connection `action` needs."""
+    if settings.offline:
+        raise UsageError(f"Cannot {action} {spec.label} with --offline (or MODELREG_OFFLINE=1): it "
+                         f"needs the remote. Drop --offline or unset MODELREG_OFFLINE.")
 
 
 def _check_cached(cache: Cache, entry: FileEntry, result: PullResult, reporter: ProgressReporter) -> bool:
@@ -509,6 +623,7 @@ def _process_runs(pid: int) -> bool:
 
 def tag(settings: Settings, ref: Ref, tag_name: str, spec: RemoteSpec) -> Tag:
     """Point `tag_name` at the version `ref` names (a version or another tag) on the remote."""
+    require_online(settings, "tag on", spec)
     storage = open_storage(spec)
     try:
         manifest, data = fetch_manifest(storage, ref)

@@ -1,4 +1,5 @@
-"""The CLI's everyday commands stay fast: --help, push and pull never import tensorflow."""
+"""The CLI's everyday commands stay fast: --help, push and pull never import tensorflow, and a
+command imports only the client library of the backend it uses (boto3 for S3, paramiko for SSH)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import os
 import subprocess
 import sys
 
-from tests.helpers import make_bundle
+from tests.helpers import make_bundle, register_remote
 
 PROBE = """
 import sys
@@ -14,7 +15,8 @@ from modelreg.cli.app import app
 try:
     app(sys.argv[1:], standalone_mode=False)
 finally:
-    heavy = sorted(m for m in ("tensorflow", "keras", "tf_keras", "sklearn") if m in sys.modules)
+    heavy = sorted(m for m in ("tensorflow", "keras", "tf_keras", "sklearn", "boto3", "botocore",
+                               "paramiko", "jsonschema") if m in sys.modules)
     print("HEAVY:" + ",".join(heavy))
 """
 
@@ -27,13 +29,30 @@ def imported_heavy_modules(*args: str) -> str:
     return line[-1].removeprefix("HEAVY:")
 
 
-def test_help_imports_no_tensorflow():
+def test_help_imports_no_tensorflow_and_no_backend():
     assert imported_heavy_modules("--help") == ""
 
 
-def test_push_and_pull_import_no_tensorflow(settings, tmp_path, monkeypatch):
+def test_file_push_and_pull_import_no_tensorflow_boto3_paramiko_or_jsonschema(settings, tmp_path,
+                                                                              monkeypatch):
     make_bundle(settings, "v9", {"weights.h5": b"w" * 1000}, tmp_path)
     assert imported_heavy_modules("push", "v9") == ""
     monkeypatch.setenv("MODELREG_CACHE", str(tmp_path / "fresh"))
     assert imported_heavy_modules("pull", "v9", "--dest", str(tmp_path / "dest")) == ""
     assert (tmp_path / "dest" / "weights.h5").is_file()
+
+
+def test_s3_push_and_pull_import_boto3_but_not_paramiko(settings, s3_remote, tmp_path, monkeypatch):
+    make_bundle(settings, "v9", {"weights.h5": b"w" * 1000}, tmp_path)
+    target = register_remote(settings, s3_remote)
+    assert imported_heavy_modules("push", "v9", "--remote", target) == "boto3,botocore"
+    monkeypatch.setenv("MODELREG_CACHE", str(tmp_path / "fresh"))
+    assert imported_heavy_modules("pull", "v9", "--remote", target) == "boto3,botocore"
+
+
+def test_ssh_push_and_pull_import_paramiko_but_not_boto3(settings, ssh_remote, tmp_path, monkeypatch):
+    make_bundle(settings, "v9", {"weights.h5": b"w" * 1000}, tmp_path)
+    target = register_remote(settings, ssh_remote)
+    assert imported_heavy_modules("push", "v9", "--remote", target) == "paramiko"
+    monkeypatch.setenv("MODELREG_CACHE", str(tmp_path / "fresh"))
+    assert imported_heavy_modules("pull", "v9", "--remote", target) == "paramiko"

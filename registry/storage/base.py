@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Protocol, Self, runtime_checkable
 
 from modelreg.errors import UsageError
-from modelreg.hashing import Progress
+from modelreg.hashing import HashingReader, Progress
 
 DEFAULT_STALL_TIMEOUT = 30.0
 """Seconds without a byte from a remote before an operation is abandoned (`stall_timeout`)."""
@@ -140,9 +140,12 @@ class Storage(Protocol):
         the storage stays usable afterwards. Raises `NotFound` when the key does not exist.
         """
 
-    def write(self, key: str, source: Path | bytes, *, create_only: bool = False,
+    def write(self, key: str, source: Path | bytes | HashingReader, *, create_only: bool = False,
               sha256: str | None = None, progress: Progress | None = None) -> None:
-        """Store `source` (a local file or bytes) under `key`, atomically.
+        """Store `source` (a local file, bytes, or a `HashingReader`) under `key`, atomically.
+
+        A `HashingReader` is read once, each range exactly once; when it raises (its
+        bytes do not match their digest), nothing is stored.
 
         `sha256`, when given, is the hex digest of `source`; a backend with
         `capabilities.server_side_checksums` has the server check it.

@@ -19,7 +19,7 @@ from urllib.parse import unquote, urlsplit
 
 from modelreg.config import RemoteSpec
 from modelreg.errors import AlreadyExists, LocalIOError, NotFound, RemoteError, UsageError
-from modelreg.hashing import CHUNK_SIZE, Progress
+from modelreg.hashing import CHUNK_SIZE, HashingReader, Progress
 from modelreg.storage.base import TEMP_PREFIX, Capabilities, Sink, StorageBase, is_temp_of
 
 
@@ -97,13 +97,14 @@ class LocalStorage(StorageBase):
                 self.check_cancelled()
                 sink.write(chunk)
 
-    def write(self, key: str, source: Path | bytes, *, create_only: bool = False,
+    def write(self, key: str, source: Path | bytes | HashingReader, *, create_only: bool = False,
               sha256: str | None = None, progress: Progress | None = None) -> None:
         target = self._path(key)
         temp = target.with_name(f"{TEMP_PREFIX}{uuid.uuid4().hex}-{target.name}")
         data = source if isinstance(source, (bytes, bytearray, memoryview)) else None
+        reader = source if isinstance(source, HashingReader) else None
         try:
-            src = None if data is not None else open(source, "rb")
+            src = open(source, "rb") if isinstance(source, Path | str) else None
         except FileNotFoundError as exc:
             raise NotFound(f"Cannot upload {source!s}: the local file does not exist.") from exc
         except OSError as exc:
@@ -117,8 +118,8 @@ class LocalStorage(StorageBase):
                     out.write(data)
                     if progress:
                         progress(len(data))
-                elif src is not None:
-                    while chunk := src.read(CHUNK_SIZE):
+                elif (stream := reader or src) is not None:
+                    while chunk := stream.read(CHUNK_SIZE):
                         self.check_cancelled()
                         out.write(chunk)
                         if progress:

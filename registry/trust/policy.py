@@ -38,9 +38,13 @@ def trust_locations(settings: Settings) -> str:
 
 
 def load_trusted_keys(settings: Settings, extra: Sequence[Path] = ()) -> list[tuple[str, EllipticCurvePublicKey]]:
+    """The trusted public keys, loaded; `cryptography` is imported only when there are some."""
+    paths = [*extra, *trusted_key_files(settings)]
+    if not paths:
+        return []
     from modelreg.trust.keys import load_public_key
 
-    return [(str(path), load_public_key(path)) for path in [*extra, *trusted_key_files(settings)]]
+    return [(str(path), load_public_key(path)) for path in paths]
 
 
 def signed_file_map(manifest: Manifest, manifest_bytes: bytes) -> dict[str, str]:
@@ -98,10 +102,10 @@ class SignatureStatus:
 
 def unverified_status(signature: bytes | None, files: dict[str, str]) -> SignatureStatus:
     """What an unverified signature claims about `files` ({path: sha256}); never raises for a bad one."""
-    from modelreg.trust.signing import claimed_files, signer_of
-
     if signature is None:
         return SignatureStatus(signed=False)
+    from modelreg.trust.signing import claimed_files, signer_of
+
     try:
         claimed = claimed_files(signature)
         claimed_by = signer_of(signature)
@@ -129,7 +133,8 @@ def check_bundle_signature(settings: Settings, manifest: Manifest, manifest_byte
                            signature: bytes | None, subject: str) -> SignatureStatus:
     """Enforce the trust policy; raises UntrustedError when trusted keys exist and the signature fails.
 
-    With no trusted keys, a missing or unreadable signature is reported, not refused.
+    With no trusted keys, a missing or unreadable signature is reported, not refused; an
+    unsigned bundle with no trusted keys configured imports no crypto code at all.
     """
     keys = load_trusted_keys(settings)
     if not keys:

@@ -50,7 +50,7 @@ from s3transfer.subscribers import BaseSubscriber
 
 from modelreg.config import RemoteSpec
 from modelreg.errors import AlreadyExists, ConfigError, NotFound, RegistryError, RemoteError, UsageError
-from modelreg.hashing import CHUNK_SIZE, Progress, is_sha256_hex
+from modelreg.hashing import CHUNK_SIZE, HashingReader, Progress, is_sha256_hex
 from modelreg.storage.base import Cancelled, Capabilities, Sink, StorageBase, stall_timeout_of
 from modelreg.storage.s3.cleanup import abort_stale_uploads
 from modelreg.storage.s3.errors import ADVICE, STALLS, STREAM_ERRORS, not_an_s3_server, translate_error
@@ -106,6 +106,16 @@ def _no_retry_after_a_stall(caught_exception: Exception | None = None, **_kwargs
 def _require_absent(params: dict, **_kwargs) -> None:
     """botocore hook: make CompleteMultipartUpload create-only (`If-None-Match: *`)."""
     params.setdefault("IfNoneMatch", "*")
+
+
+class _SizeSubscriber(BaseSubscriber):
+    """Tells s3transfer the size of a stream, which it cannot find out without reading it."""
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+
+    def on_queued(self, future, **kwargs) -> None:
+        future.meta.provide_transfer_size(self._size)
 
 
 class _ProgressSubscriber(BaseSubscriber):
@@ -173,6 +183,7 @@ class S3Storage(StorageBase):
         self._transfer_config = TransferConfig(
             multipart_threshold=MULTIPART_THRESHOLD, multipart_chunksize=PART_SIZE,
             max_request_concurrency=UPLOAD_CONCURRENCY, io_chunksize=CHUNK_SIZE,
+            max_in_memory_upload_chunks=UPLOAD_CONCURRENCY,
         )
         self._readers = ThreadPoolExecutor(self.parallel_transfers * DOWNLOAD_WINDOW,
                                            thread_name_prefix="s3-read")
@@ -349,10 +360,12 @@ class S3Storage(StorageBase):
 
     # -- write --------------------------------------------------------------
 
-    def write(self, key: str, source: Path | bytes, *, create_only: bool = False,
+    def write(self, key: str, source: Path | bytes | HashingReader, *, create_only: bool = False,
               sha256: str | None = None, progress: Progress | None = None) -> None:
         if isinstance(source, (bytes, bytearray, memoryview)):
             size = len(source)
+        elif isinstance(source, HashingReader):
+            size = source.size
         else:
             try:
                 size = Path(source).stat().st_size
@@ -377,27 +390,38 @@ class S3Storage(StorageBase):
         except BotoCoreError as exc:
             raise self._error(exc, "upload", key) from exc
 
-    def _put(self, key: str, source: Path | bytes, *, create_only: bool, sha256: str | None) -> None:
+    def _put(self, key: str, source: Path | bytes | HashingReader, *, create_only: bool,
+             sha256: str | None) -> None:
         extra = {}
         if sha256:
             extra["ChecksumSHA256"] = base64.b64encode(bytes.fromhex(sha256)).decode()
         if create_only:
             extra["IfNoneMatch"] = "*"
+        if isinstance(source, HashingReader):  # below MULTIPART_THRESHOLD: read once, into memory
+            source = source.read_at(0, source.size)
         if isinstance(source, (bytes, bytearray, memoryview)):
             self._client.put_object(Bucket=self.bucket, Key=self._key(key), Body=bytes(source), **extra)
             return
         with open(source, "rb") as body:
             self._client.put_object(Bucket=self.bucket, Key=self._key(key), Body=body, **extra)
 
-    def _upload_parts(self, key: str, source: Path | bytes, *, create_only: bool,
+    def _upload_parts(self, key: str, source: Path | bytes | HashingReader, *, create_only: bool,
                       progress: Progress | None) -> None:
         client = self._create_only() if create_only else self._client
         # Per-part CRC32, not SHA-256: S3 cannot check a full-object SHA-256 of a multipart
         # upload, and per-part SHA-256 measured 15% slower for the same protection in transit.
         extra = {"ChecksumAlgorithm": "CRC32"}
-        in_memory = isinstance(source, (bytes, bytearray, memoryview))
-        fileobj = io.BytesIO(bytes(source)) if in_memory else str(source)
-        subscribers = [_ProgressSubscriber(progress, self.cancelled)]
+        subscribers: list[BaseSubscriber] = [_ProgressSubscriber(progress, self.cancelled)]
+        fileobj: object
+        if isinstance(source, HashingReader):
+            # A stream, read front to back by the submitting thread: each part's bytes are
+            # hashed as they are read, and held in memory until sent (UPLOAD_CONCURRENCY parts).
+            fileobj = source
+            subscribers.append(_SizeSubscriber(source.size))
+        elif isinstance(source, (bytes, bytearray, memoryview)):
+            fileobj = io.BytesIO(bytes(source))
+        else:
+            fileobj = str(source)
         with TransferManager(client, self._transfer_config) as manager:
             future = manager.upload(fileobj, self.bucket, self._key(key), extra_args=extra,
                                     subscribers=subscribers)

@@ -128,6 +128,8 @@ def resolve_target(spec: RemoteSpec, options: ConnectOptions) -> SSHTarget:
     user, alias, port, root = parse_ssh_url(spec.url)
     config_path = Path("~/.ssh/config").expanduser()
     try:
+        if config_path.exists():
+            _allow_match_exec(config_path)
         config = paramiko.SSHConfig.from_path(str(config_path)).lookup(alias) if config_path.exists() else {}
     except (OSError, paramiko.ConfigParseError, ValueError) as exc:
         raise UsageError(f"Cannot read {config_path} for {spec.label}: {exc}. Fix the file.") from exc
@@ -162,6 +164,20 @@ def resolve_target(spec: RemoteSpec, options: ConnectOptions) -> SSHTarget:
         host_key_alias=config.get("hostkeyalias"),
         connect_timeout=timeout,
     )
+
+
+def _allow_match_exec(config_path: Path) -> None:
+    """Give paramiko `invoke` (not imported at start-up, see `modelreg.storage.ssh`) when the
+    config has a `Match ... exec` line, the only thing paramiko needs it for."""
+    import re
+
+    import paramiko.config
+
+    if paramiko.config.invoke is None and re.search(r"(?im)^\s*match\b.*\bexec\b",
+                                                    config_path.read_text(errors="replace")):
+        import invoke
+
+        paramiko.config.invoke = invoke
 
 
 class KeyFiles:

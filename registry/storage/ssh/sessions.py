@@ -51,8 +51,13 @@ class SessionPool:
         self._closed = False
         self._cond = threading.Condition()
 
-    def acquire(self) -> SFTPSession:
-        """An idle or new session; waits while `limit` are lent out; raises connection errors."""
+    def acquire(self, share: bool = False) -> SFTPSession:
+        """An idle or new session; waits while `limit` are lent out; raises connection errors.
+
+        With `share`, a new connection is opened only when there is none: the caller
+        waits for the one in use instead (an SSH handshake costs more than the small
+        requests it would parallelize; large files still add streams, see `pipeline`).
+        """
         with self._cond:
             while True:
                 if self._closed:
@@ -60,7 +65,7 @@ class SessionPool:
                 session = self._take_idle()
                 if session is not None:
                     return session
-                if self._count < self.limit:
+                if self._count < (1 if share else self.limit):
                     self._count += 1
                     break
                 self._cond.wait()

@@ -1,0 +1,298 @@
+"""Whole commands, as a user times them: `modelreg push/pull` next to `scp -r` and `aws s3 cp --recursive`.
+
+    .venv/bin/python -m bench.bench_cli [--rounds 5] [--big 500M] [--only ssh,s3] [--out bench/out/cli.json]
+
+Starts its own sshd and SeaweedFS on loopback. Two bundles are made with
+`modelreg ingest NAME:VERSION --from DIR --family files`: "bundle" (four files shaped
+like the v9 bundle, 4 MB) and "big" (the same plus one --big file). Every case runs
+modelreg and the reference tool as new processes on the same files and server, taking
+turns going first, --rounds times; the JSON keeps every run, the median and the spread,
+and modelreg's peak RSS (`os.wait4`'s ru_maxrss of that process). Ratios are speeds:
+reference time / modelreg time, so >1 means modelreg was faster.
+
+Cases (fresh cache and empty --dest for every pull, an empty remote root for every push):
+pull/push of each bundle; a pull of a version already cached; an identical re-push;
+`--offline` pull of a cached version; `modelreg --help`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bench.common import parse_size, write_random_file
+from tests.servers.s3 import SeaweedServer
+from tests.servers.ssh import SshdServer
+
+BUCKET = "bench"
+MODELREG = str(Path(sys.executable).with_name("modelreg"))
+TIME = "/usr/bin/time"
+BUNDLE_FILES = {"best_model_v9.h5": 4_000_000, "label_classes_v9.npy": 200,
+                "audio_mean_v9.npy": 3_200, "audio_std_v9.npy": 3_200}
+
+
+def run_measured(cmd: list[str], env: dict, cwd: Path | None = None) -> tuple[float, int]:
+    """(wall seconds, peak RSS in KiB) of one command, run under `/usr/bin/time -f %M`.
+
+    The RSS comes from `time` because a child forked from this (large) process would
+    report this process's RSS as its own peak. Both tools are wrapped alike.
+    """
+    with tempfile.NamedTemporaryFile("r", suffix=".rss") as rss_file:
+        start = time.perf_counter()
+        result = subprocess.run([TIME, "-f", "%M", "-o", rss_file.name, *cmd], env=env, cwd=cwd,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        elapsed = time.perf_counter() - start
+        if result.returncode != 0:
+            raise SystemExit(f"{' '.join(cmd)} failed ({result.returncode}):\n"
+                             f"{result.stderr.decode(errors='replace')}")
+        peak = int(rss_file.read().split()[-1])
+    return elapsed, peak
+
+
+def summary(runs: list[float]) -> dict:
+    return {"median_s": round(statistics.median(runs), 4), "min_s": round(min(runs), 4),
+            "max_s": round(max(runs), 4), "runs_s": [round(r, 4) for r in runs]}
+
+
+class Bench:
+    def __init__(self, work: Path, sshd: SshdServer, seaweed: SeaweedServer, big: int) -> None:
+        self.work, self.sshd, self.seaweed = work, sshd, seaweed
+        self.known_hosts = sshd.write_known_hosts(work / "known_hosts")
+        home = work / "user-home"
+        home.mkdir()
+        base = {k: v for k, v in os.environ.items()
+                if not k.startswith(("MODELREG_", "AWS_", "SSH_AUTH_SOCK"))}
+        nowhere = str(work / "no-aws-config")
+        self.env = {**base, "HOME": str(home), **seaweed.admin.env(), "AWS_CONFIG_FILE": nowhere,
+                    "AWS_SHARED_CREDENTIALS_FILE": nowhere, "AWS_EC2_METADATA_DISABLED": "true",
+                    "MODELREG_HOME": str(work / "publisher"), "MODELREG_WORKSPACE": str(work / "ws")}
+        (work / "ws").mkdir()
+        (work / "ssh-remote").mkdir()
+        self.client = seaweed.client()
+        seaweed.ensure_bucket(BUCKET)
+        self.sources = {"bundle": self._make_source("bundle", 0), "big": self._make_source("big", big)}
+        for label, source in self.sources.items():
+            subprocess.run([MODELREG, "-q", "ingest", f"{label}:v1", "--from", str(source), "--family",
+                            "files"], env=self.env, check=True, stdout=subprocess.DEVNULL)
+        self.results: list[dict] = []
+
+    def _make_source(self, label: str, extra: int) -> Path:
+        source = self.work / "src" / label
+        source.mkdir(parents=True)
+        for name, size in BUNDLE_FILES.items():
+            write_random_file(source / name, size)
+        if extra:
+            write_random_file(source / "extra_weights.bin", extra)
+        return source
+
+    # -- remotes --------------------------------------------------------------
+
+    def remote_url(self, backend: str, root: str) -> tuple[str, list[str]]:
+        """The remote URL for a registry root and the `remote add` options it needs."""
+        if backend == "ssh":
+            return (self.sshd.url(str(self.work / "ssh-remote" / root)),
+                    ["--identity-file", str(self.sshd.client_key)])
+        return f"s3://{BUCKET}/{root}", ["--endpoint-url", self.seaweed.endpoint_url]
+
+    def add_remote(self, backend: str, name: str, root: str, env: dict) -> None:
+        url, options = self.remote_url(backend, root)
+        subprocess.run([MODELREG, "remote", "add", name, url, *options], env=env, check=True,
+                       stdout=subprocess.DEVNULL)
+        if backend == "ssh":  # modelreg's own known_hosts, where the config puts it
+            shutil.copyfile(self.known_hosts, Path(env["MODELREG_HOME"]) / "known_hosts")
+
+    def clear_remote(self, backend: str, root: str) -> None:
+        if backend == "ssh":
+            shutil.rmtree(self.work / "ssh-remote" / root, ignore_errors=True)
+            return
+        paginator = self.client.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=BUCKET, Prefix=f"{root}/"):
+            keys = [{"Key": item["Key"]} for item in page.get("Contents", ())]
+            if keys:
+                self.client.delete_objects(Bucket=BUCKET, Delete={"Objects": keys})
+
+    # -- reference commands ----------------------------------------------------
+
+    def reference_pull(self, backend: str, label: str, dest: Path) -> list[str]:
+        if backend == "ssh":
+            source = f"{self.sshd.user}@127.0.0.1:{self.sources[label]}"
+            return self.sshd.scp_command(self.known_hosts, "-r", source, str(dest))
+        return [self.aws(), "s3", "cp", "--recursive", "--only-show-errors", "--endpoint-url",
+                self.seaweed.endpoint_url, f"s3://{BUCKET}/plain/{label}/", str(dest)]
+
+    def reference_push(self, backend: str, label: str, root: str) -> list[str]:
+        if backend == "ssh":
+            target = f"{self.sshd.user}@127.0.0.1:{self.work / 'ssh-remote' / root}"
+            return self.sshd.scp_command(self.known_hosts, "-r", str(self.sources[label]), target)
+        return [self.aws(), "s3", "cp", "--recursive", "--only-show-errors", "--endpoint-url",
+                self.seaweed.endpoint_url, str(self.sources[label]), f"s3://{BUCKET}/{root}/"]
+
+    @staticmethod
+    def aws() -> str:
+        beside = Path(sys.executable).with_name("aws")
+        return str(beside) if beside.exists() else (shutil.which("aws") or "aws")
+
+    # -- cases -----------------------------------------------------------------
+
+    def record(self, backend: str, case: str, label: str, ours: list[float], rss: list[int],
+               reference: list[float] | None, reference_tool: str | None) -> None:
+        row = {"backend": backend, "case": case, "bundle": label,
+               "bytes": sum(p.stat().st_size for p in self.sources[label].iterdir()) if label else 0,
+               "modelreg": summary(ours), "modelreg_max_rss_mb": round(max(rss) / 1024, 1),
+               "reference_tool": reference_tool}
+        if reference is not None:
+            row["reference"] = summary(reference)
+            row["speed_ratio"] = round(statistics.median(reference) / statistics.median(ours), 2)
+        self.results.append(row)
+        ratio = f"  ratio {row['speed_ratio']:.2f}x vs {reference_tool}" if reference else ""
+        print(f"{backend:4} {case:13} {label:7} modelreg {row['modelreg']['median_s']:.3f} s "
+              f"[{row['modelreg']['min_s']:.3f}-{row['modelreg']['max_s']:.3f}] rss "
+              f"{row['modelreg_max_rss_mb']} MB{ratio}"
+              + (f" ({row['reference']['median_s']:.3f} s)" if reference else ""), flush=True)
+
+    def alternate(self, rounds: int, ours, reference, setup) -> tuple[list[float], list[int], list[float]]:
+        """Run both commands `rounds` times, taking turns going first; `setup()` is untimed."""
+        times: list[float] = []
+        rss: list[int] = []
+        ref_times: list[float] = []
+        for index in range(rounds):
+            order = ("ours", "ref") if index % 2 == 0 else ("ref", "ours")
+            for who in order:
+                setup(who, index)
+                if who == "ours":
+                    elapsed, peak = run_measured(*ours(index))
+                    times.append(elapsed)
+                    rss.append(peak)
+                elif reference is not None:
+                    ref_times.append(run_measured(*reference(index))[0])
+        return times, rss, ref_times
+
+    def pull_env(self, backend: str, tag: str) -> dict:
+        """A second machine: its own home (config, cache) and workspace, with the remote added."""
+        home = self.work / f"puller-{backend}-{tag}"
+        env = {**self.env, "MODELREG_HOME": str(home), "MODELREG_WORKSPACE": str(home / "ws")}
+        (home / "ws").mkdir(parents=True, exist_ok=True)
+        self.add_remote(backend, "bench", f"registry-{tag}", env)
+        return env
+
+    def run_backend(self, backend: str, rounds: int) -> None:
+        reference_tool = "scp -r" if backend == "ssh" else "aws s3 cp --recursive"
+        for label in self.sources:
+            if backend == "s3":
+                self._upload_plain(label)
+            pushed = f"registry-{label}"
+            env_push = {**self.env}
+            self.add_remote(backend, f"pushed-{label}", pushed, env_push)
+            self.clear_remote(backend, pushed)
+            subprocess.run([MODELREG, "-q", "push", f"{label}:v1", "--remote", f"pushed-{label}"],
+                           env=env_push, check=True, stdout=subprocess.DEVNULL)
+            env_pull = self.pull_env(backend, label)
+            dest = self.work / "dest"
+
+            def pull_setup(who: str, index: int) -> None:
+                shutil.rmtree(dest, ignore_errors=True)
+                shutil.rmtree(Path(env_pull["MODELREG_HOME"]) / "cache", ignore_errors=True)
+
+            times, rss, ref = self.alternate(
+                rounds,
+                lambda i: ([MODELREG, "-q", "pull", f"{label}:v1", "--remote", "bench", "--dest",
+                            str(dest)], env_pull),
+                lambda i: (self.reference_pull(backend, label, dest), self.env),
+                pull_setup)
+            self.record(backend, "pull", label, times, rss, ref, reference_tool)
+
+            fresh = f"push-{label}"
+            self.add_remote(backend, "fresh", fresh, env_push)
+
+            def push_setup(who: str, index: int) -> None:
+                self.clear_remote(backend, fresh)
+                self.clear_remote(backend, f"scp-{label}")
+
+            times, rss, ref = self.alternate(
+                rounds, lambda i: ([MODELREG, "-q", "push", f"{label}:v1", "--remote", "fresh"], env_push),
+                lambda i: (self.reference_push(backend, label, f"scp-{label}"), self.env), push_setup)
+            self.record(backend, "push", label, times, rss, ref, reference_tool)
+
+            if label != "bundle":
+                continue
+            subprocess.run([MODELREG, "-q", "pull", f"{label}:v1", "--remote", "bench"], env=env_pull,
+                           check=True, stdout=subprocess.DEVNULL)
+            nothing = lambda who, index: None  # noqa: E731
+            for case, cmd, env in (
+                    ("cached pull", ["pull", f"{label}:v1", "--remote", "bench"], env_pull),
+                    ("re-push", ["push", f"{label}:v1", "--remote", f"pushed-{label}"], env_push),
+                    ("offline pull", ["--offline", "pull", f"{label}:v1", "--remote", "bench"], env_pull)):
+                times, rss, _ = self.alternate(rounds, lambda i, c=cmd, e=env: ([MODELREG, "-q", *c], e),
+                                               None, nothing)
+                self.record(backend, case, label, times, rss, None, None)
+
+    def _upload_plain(self, label: str) -> None:
+        """The files as plain objects, for `aws s3 cp --recursive` to download (retried: SeaweedFS
+        under load occasionally answers InternalError while it grows a volume)."""
+        for path in self.sources[label].iterdir():
+            for attempt in range(5):
+                try:
+                    self.client.upload_file(str(path), BUCKET, f"plain/{label}/{path.name}")
+                    break
+                except Exception:
+                    if attempt == 4:
+                        raise
+                    time.sleep(2)
+
+    def run_help(self, rounds: int) -> None:
+        times, rss, _ = self.alternate(rounds, lambda i: ([MODELREG, "--help"], self.env), None,
+                                       lambda who, index: None)
+        baseline, _rss, _ = self.alternate(rounds, lambda i: ([sys.executable, "-c", "pass"], self.env),
+                                           None, lambda who, index: None)
+        self.record("-", "--help", "", times, rss, None, None)
+        self.record("-", "python -c pass", "", baseline, _rss, None, None)
+
+
+def machine() -> dict:
+    load = os.getloadavg()
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                            cwd=Path(__file__).resolve().parent).stdout.strip()
+    return {"cpus": os.cpu_count(), "loadavg": [round(x, 2) for x in load], "python": platform.python_version(),
+            "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "commit": commit}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--big", default="500M", help="size of the extra file of the big bundle")
+    parser.add_argument("--only", default="ssh,s3")
+    parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "out" / "cli.json"))
+    parser.add_argument("--workdir", default=tempfile.gettempdir())
+    args = parser.parse_args(argv)
+    work = Path(tempfile.mkdtemp(prefix="modelreg-bench-cli-", dir=args.workdir))
+    before = machine()
+    try:
+        with SshdServer(work / "sshd") as sshd, SeaweedServer(work / "seaweedfs") as seaweed:
+            bench = Bench(work, sshd, seaweed, parse_size(args.big))
+            bench.run_help(args.rounds)
+            for backend in args.only.split(","):
+                bench.run_backend(backend, args.rounds)
+                write_report(Path(args.out), args.rounds, before, bench.results)  # keep what is done
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    print(f"wrote {args.out}")
+    return 0
+
+
+def write_report(out: Path, rounds: int, before: dict, results: list[dict]) -> None:
+    report = {"rounds": rounds, "machine_before": before, "machine_after": machine(), "results": results}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,113 @@
+"""Render bench_cli results (`bench/out/cli-ssh.json`, `cli-s3.json`) as the README's benchmark table.
+
+    .venv/bin/python -m bench.render_table [--json FILE ...] [--readme README.md]
+
+Prints the markdown; with --readme, replaces the text between the
+`<!-- bench-table:start -->` and `<!-- bench-table:end -->` markers in that file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+START, END = "<!-- bench-table:start -->", "<!-- bench-table:end -->"
+GOALS = {
+    ("ssh", "pull", "bundle"): ">= 0.8x", ("ssh", "push", "bundle"): ">= 0.8x",
+    ("ssh", "pull", "big"): ">= 1.0x", ("ssh", "push", "big"): ">= 1.0x",
+    ("s3", "pull", "bundle"): ">= 1.2x", ("s3", "push", "bundle"): ">= 1.2x",
+    ("s3", "pull", "big"): ">= 1.0x", ("s3", "push", "big"): ">= 1.0x",
+    ("ssh", "cached pull", "bundle"): "< 0.35 s", ("s3", "cached pull", "bundle"): "< 0.35 s",
+    ("ssh", "re-push", "bundle"): "< 0.35 s", ("s3", "re-push", "bundle"): "< 0.35 s",
+    ("ssh", "offline pull", "bundle"): "< 0.2 s", ("s3", "offline pull", "bundle"): "< 0.2 s",
+    ("-", "--help", ""): "< 0.15 s",
+}
+BACKEND = {"ssh": "SSH", "s3": "S3", "-": ""}
+
+
+def seconds(summary: dict) -> str:
+    return f"{summary['median_s']:.2f} s ({summary['min_s']:.2f}–{summary['max_s']:.2f})"
+
+
+def size(row: dict) -> str:
+    return f"{row['bytes'] / 1e6:.0f} MB" if row["bytes"] else ""
+
+
+def describe_run(report: dict, backends: str) -> str:
+    before, after = report["machine_before"], report["machine_after"]
+    return (f"{backends}: run of {before['date_utc'][:16]}Z at commit {before['commit']}, "
+            f"{before['cpus']} cores, load average {before['loadavg'][0]} before and "
+            f"{after['loadavg'][0]} after")
+
+
+def render(reports: list[dict]) -> str:
+    """One table from one or more runs (a later run's rows replace an earlier one's for its backends)."""
+    rows: dict[tuple, dict] = {}
+    runs = []
+    for report in reports:
+        backends = sorted({row["backend"] for row in report["results"]} - {"-"})
+        runs.append(describe_run(report, ", ".join(BACKEND[b] for b in backends) + " and --help"
+                                 if len(reports) == 1 else ", ".join(BACKEND[b] for b in backends)))
+        for row in report["results"]:
+            if row["backend"] == "-" and rows and len(reports) > 1 and report is not reports[0]:
+                continue  # --help from the first run only
+            rows[(row["backend"], row["case"], row["bundle"])] = row
+    report = {"rounds": reports[0]["rounds"], "results": list(rows.values())}
+    lines = [
+        f"Whole commands as a user runs them (new processes), measured by `make bench` "
+        f"(`python -m bench.bench_cli`); {'; '.join(runs)} (the machine was shared with other "
+        f"jobs: absolute times include that load; compare the two tools of a row). "
+        f"Median of {report['rounds']} runs "
+        f"(min–max), modelreg and the reference taking turns on the same files and loopback server; "
+        f"fresh cache and empty `--dest` for every pull, empty remote root for every push. "
+        f"Speed ratio = reference time / modelreg time (>1: modelreg faster).",
+        "",
+        "| case | bundle | modelreg | reference | ref. time | speed ratio | goal | modelreg peak RSS |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for row in report["results"]:
+        key = (row["backend"], row["case"], row["bundle"])
+        case = f"{BACKEND[row['backend']]} {row['case']}".strip()
+        if row["case"] == "python -c pass":
+            case = "`python -c pass` (interpreter start-up, for scale)"
+        elif row["case"] == "--help":
+            case = "`modelreg --help`"
+        reference = row.get("reference")
+        lines.append("| " + " | ".join([
+            case, size(row), seconds(row["modelreg"]),
+            f"`{row['reference_tool']}`" if row.get("reference_tool") else "",
+            seconds(reference) if reference else "",
+            f"{row['speed_ratio']:.2f}x" if reference else "",
+            GOALS.get(key, ""), f"{row['modelreg_max_rss_mb']:.0f} MB"]) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def replace_section(path: Path, table: str) -> None:
+    text = path.read_text()
+    if START not in text or END not in text:
+        raise SystemExit(f"{path} has no {START} ... {END} markers.")
+    head, rest = text.split(START, 1)
+    _old, tail = rest.split(END, 1)
+    path.write_text(f"{head}{START}\n{table}{END}{tail}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--json", action="append", help="a bench_cli result file (repeatable; later "
+                        "files replace earlier rows of the same backend); default bench/out/cli-ssh.json "
+                        "and cli-s3.json")
+    parser.add_argument("--readme", help="replace the table between the markers in this file")
+    args = parser.parse_args(argv)
+    out = Path(__file__).resolve().parent / "out"
+    files = args.json or [str(out / "cli-ssh.json"), str(out / "cli-s3.json")]
+    table = render([json.loads(Path(name).read_text()) for name in files])
+    if args.readme:
+        replace_section(Path(args.readme), table)
+    print(table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
