@@ -7,8 +7,10 @@ that were hashed; `hash_file` is for files already on disk.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
+import stat
 import re
 import threading
 from collections.abc import Callable
@@ -121,7 +123,16 @@ class HashingReader:
         self._lock = threading.Lock()
 
     def __enter__(self) -> HashingReader:
-        self._fd = os.open(self.path, os.O_RDONLY)
+        """Open the file without following a symlink; a link or special file is refused as a mismatch."""
+        try:
+            self._fd = os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        except OSError as exc:
+            if exc.errno != errno.ELOOP:
+                raise
+            raise self._mismatch("(a symbolic link, not followed)") from None
+        if not stat.S_ISREG(os.fstat(self._fd).st_mode):
+            self.__exit__()
+            raise self._mismatch("(not a regular file)")
         if self.size == 0 and hashlib.sha256().hexdigest() != self._expected:
             self.__exit__()
             raise self._mismatch(hashlib.sha256().hexdigest())
