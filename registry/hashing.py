@@ -10,8 +10,8 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
-import stat
 import re
+import stat
 import threading
 from collections.abc import Callable
 from pathlib import Path
