@@ -75,6 +75,16 @@ class MissingFile(IntegrityError):
                          path=path, expected=expected, actual="", source=source)
 
 
+class MisplacedManifest(IntegrityError):
+    """A manifest stored under one version describes another: copied or moved there by hand."""
+
+    def __init__(self, *, stored_as: str, describes: str, where: str, key: str, source: str) -> None:
+        super().__init__(f"The manifest stored as {stored_as} in {where} describes {describes}: it was "
+                         f"copied or moved there by hand. Nothing was used; fetch {stored_as} from a "
+                         f"registry that holds it.", path=key, expected=stored_as, actual=describes,
+                         source=source)
+
+
 class ManifestMismatch(IntegrityError):
     """A manifest's digest differs from the one something trusted promised (a pin or a tag)."""
 

@@ -20,44 +20,34 @@ Guarantees:
 
 from __future__ import annotations
 
-import errno
-import glob
-import hashlib
-import os
-import socket
-import uuid
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from filelock import Timeout
-
 from modelreg.config import RemoteSpec, Settings
+from modelreg.download import download_blob
 from modelreg.errors import (
     AlreadyExists,
-    DigestMismatch,
     IntegrityError,
-    LocalIOError,
-    MissingFile,
     NotFound,
     RegistryError,
-    RemoteError,
     UsageError,
 )
-from modelreg.hashing import CHUNK_SIZE, HashingReader, HashingSink, hash_bytes
+from modelreg.hashing import hash_bytes
 from modelreg.layout import SIGNATURE_NAME, SUMS_NAME, blob_key, tag_key, version_key
-from modelreg.local.cache import Cache, open_new, open_regular, remove_entry
+from modelreg.local.cache import Cache
 from modelreg.local.materialize import materialize
 from modelreg.local.workspace import pin
 from modelreg.manifest import FileEntry, Manifest
 from modelreg.progress import ProgressReporter, SilentProgress
 from modelreg.refs import Ref
 from modelreg.remote.index import Tag, fetch_manifest, read_small, write_tag
-from modelreg.repair import GOOD, RepairResult, check_remote_blob, repair_command, repair_metadata
+from modelreg.repair import GOOD, RepairResult, check_remote_blob, repair_metadata
 from modelreg.storage import open_storage
 from modelreg.storage.base import Storage
 from modelreg.trust.gate import open_cached_manifest, require_cached_manifest, verify_manifest
 from modelreg.trust.policy import SignatureStatus, check_tag_not_downgraded, remember_tag, sign_bundle
+from modelreg.upload import upload_blob
 
 
 @dataclass
@@ -194,7 +184,7 @@ def push(settings: Settings, ref: Ref, spec: RemoteSpec, *, sign_key: Path | Non
                 (result.skipped if size == entry.size else result.uploaded).append(entry)
             if result.skipped:
                 reporter.message(f"{len(result.skipped)} blob(s) already on {spec.label}: not sent again")
-            run_all(storage, lambda e: _upload_blob(cache, storage, e, reporter), result.uploaded)
+            run_all(storage, lambda e: upload_blob(cache, storage, e, reporter), result.uploaded)
             try:
                 storage.write(manifest_key, manifest_bytes, create_only=True)
             except AlreadyExists:
@@ -220,7 +210,7 @@ def _repair(cache: Cache, storage: Storage, ref: Ref, manifest: Manifest, manife
     for check in result.repaired:
         reporter.message(f"{check.entry.path} ({blob_key(check.entry.sha256)}) on {storage.url}: "
                          f"{check.detail}; replacing it from the local cache")
-    run_all(storage, lambda c: _upload_blob(cache, storage, c.entry, reporter), result.repaired)
+    run_all(storage, lambda c: upload_blob(cache, storage, c.entry, reporter), result.repaired)
     repair_metadata(storage, ref, manifest, manifest_bytes, signature, manifest_present, result)
     return result
 
@@ -250,58 +240,6 @@ def _check_same_version(remote_bytes: bytes, manifest_bytes: bytes, ref: Ref, sp
             f"{ref} already exists on {spec.label} with different content (manifest "
             f"{remote_digest[:12]}, yours {ours[:12]}). Versions are immutable: push "
             f"under a new version name.")
-
-
-STALE_UPLOAD_AGE = 3600.0
-"""Seconds without a write after which an upload's leftovers (temp file, unfinished multipart
-upload) count as abandoned. Uploads take no lock, so a younger one may be another push of
-the same blob in progress: removing it would fail that push."""
-
-
-def _upload_blob(cache: Cache, storage: Storage, entry: FileEntry, reporter: ProgressReporter) -> None:
-    """Upload a cached blob, hashing the very bytes sent (the cache is untrusted).
-
-    The `HashingReader` refuses the read that completes a blob whose digest differs,
-    so the backend fails before the blob is stored and the manifest is never published.
-    The blob is read once: there is no separate verification pass.
-    """
-    path = cache.blob_path(entry.sha256)
-    try:
-        removed = storage.remove_stale_uploads(blob_key(entry.sha256), STALE_UPLOAD_AGE)
-    except RemoteError as exc:  # clean-up is a courtesy: the upload itself may still work
-        reporter.message(f"Could not clean up old partial uploads of {entry.path}: {exc}")
-    else:
-        if removed:
-            reporter.message(f"Removed {removed} abandoned partial upload(s) of {entry.path} "
-                             f"from {storage.url}")
-
-    def mismatch(actual: str) -> DigestMismatch:
-        return DigestMismatch(
-            path=entry.path, expected=entry.sha256, actual=actual, expected_size=entry.size,
-            actual_size=_size_or_missing(path), where=f"the cached copy of {entry.path} ({path})",
-            outcome=f"Nothing was stored on {storage.url} under its digest and the version was not "
-                    f"published.",
-            fix="The cache was altered after the version was made: pull it again from a good copy "
-                "or re-create it (ingest/train), then push.", source="cache")
-
-    try:
-        with HashingReader(path, entry.sha256, entry.size, mismatch) as reader:
-            storage.write(blob_key(entry.sha256), reader, sha256=entry.sha256,
-                          progress=reporter.task(f"push {entry.path}", entry.size))
-            if not reader.complete:
-                raise mismatch("(not every byte was read)")
-    except FileNotFoundError as exc:
-        if isinstance(exc, RegistryError):
-            raise
-        raise MissingFile(path=entry.path, expected=entry.sha256, where=f"the local cache {cache.root}",
-                          fix="Pull or re-create the version, then push.", source="cache") from None
-
-
-def _size_or_missing(path: Path) -> int:
-    try:
-        return path.stat().st_size
-    except OSError:
-        return -1
 
 
 def pull(settings: Settings, ref: Ref, spec: RemoteSpec, *, dest: Path | None = None,
@@ -424,200 +362,6 @@ def _check_cached(cache: Cache, entry: FileEntry, result: PullResult, reporter: 
         result.notes.append(f"the cached copy of {entry.path} was corrupt: deleted and downloaded again")
         return False
     result.reverified.append(entry)
-    return True
-
-
-def download_blob(cache: Cache, storage: Storage, entry: FileEntry, reporter: ProgressReporter,
-                  ref: Ref | None = None) -> bool:
-    """Bring one blob into the cache, verified; returns False when another process already did.
-
-    `ref` (the version being pulled) is named in the repair advice of errors.
-
-    Correct without a working lock: each process downloads into a file only it
-    ever writes (`<sha>.partial.<host>.<pid>.<random>`, hard-linked as
-    `<sha>.partial` so a killed pull can be resumed), and a resuming process copies
-    the bytes left behind into its own file instead of appending to a shared one.
-    The lock only avoids downloading the same blob twice at once; where the
-    filesystem cannot lock, the download proceeds without it.
-    """
-    lock = _acquire_blob_lock(cache, entry, reporter)
-    try:
-        if cache.has_blob(entry):
-            return False
-        _download(cache, storage, entry, reporter, repair_command(ref or "NAME:VERSION"))
-        return True
-    finally:
-        if lock is not None:
-            lock.release()
-
-
-def _acquire_blob_lock(cache: Cache, entry: FileEntry, reporter: ProgressReporter):
-    try:
-        lock = cache.blob_lock(entry.sha256)
-        try:
-            lock.acquire(timeout=0)
-        except Timeout:
-            reporter.message(f"waiting for another modelreg process that is downloading {entry.path}")
-            lock.acquire()
-        return lock
-    except OSError as exc:
-        reporter.message(f"cannot lock {cache.root / 'locks'} ({exc.strerror or exc}); downloading "
-                         f"{entry.path} without a lock (safe, but another process may fetch it too)")
-        return None
-
-
-class _LocalFile:
-    """The sink's target file: a failed write says which local file and what to do, as LocalIOError."""
-
-    def __init__(self, handle, path: Path, entry: FileEntry) -> None:
-        self._handle, self._path, self._entry = handle, path, entry
-        self.received = 0
-
-    def write(self, data) -> int:
-        try:
-            written = self._handle.write(data)
-        except OSError as exc:
-            raise local_write_error(exc, self._path, self._entry, self.received) from exc
-        self.received += len(data)
-        return written
-
-    def flush(self) -> None:
-        try:
-            self._handle.flush()
-        except OSError as exc:
-            raise local_write_error(exc, self._path, self._entry, self.received) from exc
-
-
-def local_write_error(exc: OSError, path: Path, entry: FileEntry, received: int) -> LocalIOError:
-    """The LocalIOError for a failed write under the cache, with the fix that fits its errno."""
-    if exc.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
-        fix = "Free disk space or point MODELREG_CACHE at a larger disk, then pull again"
-    elif exc.errno == errno.EROFS:
-        fix = "The cache is on a read-only filesystem: point MODELREG_CACHE at a writable directory"
-    elif exc.errno in (errno.EACCES, errno.EPERM):
-        fix = (f"You may not write there: fix the permissions of {path.parent} or point "
-               f"MODELREG_CACHE at a directory you own")
-    else:
-        fix = "Check the disk holding the cache, then pull again"
-    return LocalIOError(
-        f"Cannot write the download of {entry.path} to {path} ({exc.strerror or exc}). {fix}: the "
-        f"{received} bytes already received are kept and the download resumes.")
-
-
-def _download(cache: Cache, storage: Storage, entry: FileEntry, reporter: ProgressReporter,
-              repair_advice: str) -> None:
-    partial = cache.partial_path(entry)
-    _remove_dead_downloads(partial)
-    mine = partial.with_name(f"{partial.name}.{socket.gethostname()}.{os.getpid()}.{uuid.uuid4().hex[:12]}")
-    try:
-        digest, offset = _resume_into(partial, mine, entry)
-        _expose_as_partial(mine, partial)
-        handle = open_new(mine, append_to_existing=True)
-    except OSError as exc:
-        remove_entry(mine)
-        if isinstance(exc, RegistryError):
-            raise
-        raise local_write_error(exc, mine, entry, 0) from exc
-    progress = reporter.task(f"pull {entry.path}", entry.size)
-    if offset:
-        progress(offset)
-    target = _LocalFile(handle, mine, entry)
-    sink = HashingSink(target, limit=entry.size, digest=digest, size=offset, progress=progress)
-    try:
-        with handle:
-            try:
-                storage.read(blob_key(entry.sha256), sink, offset=offset)
-                target.flush()
-            finally:
-                try:
-                    handle.close()
-                except OSError as exc:
-                    raise local_write_error(exc, mine, entry, target.received) from exc
-    except OverflowError as exc:
-        _forget_download(mine, partial)
-        raise IntegrityError(
-            f"The blob for {entry.path} on {storage.url} is larger than the {entry.size} bytes "
-            f"its manifest declares; the download was stopped and deleted. The remote copy was "
-            f"replaced or damaged: repair it from a good copy with '{repair_advice}'.",
-            path=entry.path, expected=entry.sha256, actual="(oversized)", source="remote") from exc
-    except NotFound as exc:
-        _forget_download(mine, partial, keep_partial=True)
-        raise NotFound(f"The blob of {entry.path} ({blob_key(entry.sha256)}) is missing on "
-                       f"{storage.url}. Repair the remote from a good copy with "
-                       f"'{repair_advice}'.") from exc
-    except BaseException as exc:
-        _forget_download(mine, partial, keep_partial=True)
-        if isinstance(exc, OSError) and not isinstance(exc, RegistryError):
-            raise RemoteError(
-                f"Reading the blob of {entry.path} from {storage.url} failed after {sink.size} of "
-                f"{entry.size} bytes ({exc.strerror or exc}). The remote or the network failed, not "
-                f"this machine: pull again later (the bytes received are kept and the download "
-                f"resumes), or ask whoever runs {storage.url}.") from exc
-        raise
-    _forget_download(mine, partial, keep_mine=True)
-    cache.publish_download(mine, entry, sink.hexdigest(), sink.size, storage.url)
-
-
-def _resume_into(partial: Path, mine: Path, entry: FileEntry):
-    """Create this process's download file, starting with the bytes a previous download left.
-
-    The leftover is copied (and hashed), never appended to: another process may
-    still be writing it when the lock does not work.
-    """
-    digest = hashlib.sha256()
-    offset = 0
-    with open_new(mine) as out:
-        source = open_regular(partial)
-        if source is None:
-            return digest, 0
-        with source:
-            if os.fstat(source.fileno()).st_size >= entry.size:
-                remove_entry(partial)
-                return digest, 0
-            while offset < entry.size - 1 and (chunk := source.read(min(CHUNK_SIZE, entry.size - 1 - offset))):
-                out.write(chunk)
-                digest.update(chunk)
-                offset += len(chunk)
-    return digest, offset
-
-
-def _expose_as_partial(mine: Path, partial: Path) -> None:
-    """Make `partial` name this process's file (a hard link, renamed over the old name: never through it)."""
-    link = mine.with_name(mine.name + ".link")
-    os.link(mine, link)
-    os.replace(link, partial)
-
-
-def _forget_download(mine: Path, partial: Path, *, keep_partial: bool = False,
-                     keep_mine: bool = False) -> None:
-    """Drop this process's names: `partial` only when it still is our file, and only unless kept."""
-    try:
-        ours = os.lstat(mine).st_ino == os.lstat(partial).st_ino
-    except FileNotFoundError:
-        ours = False
-    if ours and not keep_partial:
-        remove_entry(partial)
-    if not keep_mine:
-        remove_entry(mine)
-
-
-def _remove_dead_downloads(partial: Path) -> None:
-    """Remove download files of processes on this host that no longer run (killed pulls)."""
-    prefix = f"{partial.name}.{socket.gethostname()}."
-    for path in partial.parent.glob(f"{glob.escape(prefix)}*"):
-        pid = path.name[len(prefix):].split(".")[0]
-        if not pid.isdigit() or _process_runs(int(pid)):
-            continue
-        remove_entry(path)
-
-
-def _process_runs(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
     return True
 
 

@@ -16,12 +16,12 @@ import time
 import pytest
 
 from modelreg.config import Settings
+from modelreg.download import download_blob
 from modelreg.layout import blob_key, version_key
 from modelreg.local.cache import Cache
 from modelreg.manifest import canonical_json
 from modelreg.progress import SilentProgress
 from modelreg.storage import open_storage
-from modelreg.transfer import download_blob
 from tests.helpers import MODELREG, make_bundle, register_remote, run_cli
 
 BIG = 24_000_000

@@ -22,6 +22,7 @@ import pytest
 from helpers import MODELREG, make_bundle, register_remote, run_cli
 
 from modelreg.config import Settings
+from modelreg.download import download_blob
 from modelreg.errors import LocalIOError, RemoteError
 from modelreg.layout import version_key
 from modelreg.local import materialize as materialize_module
@@ -29,7 +30,7 @@ from modelreg.local.cache import Cache
 from modelreg.manifest import canonical_json
 from modelreg.progress import SilentProgress
 from modelreg.storage import open_storage
-from modelreg.transfer import download_blob, pull
+from modelreg.transfer import pull
 
 WEIGHTS, LABELS = "best_model_v9.h5", "label_classes_v9.npy"
 

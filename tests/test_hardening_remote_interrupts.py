@@ -15,10 +15,10 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from modelreg.download import download_blob
 from modelreg.local.cache import Cache
 from modelreg.progress import SilentProgress
 from modelreg.storage import open_storage
-from modelreg.transfer import download_blob
 from tests.helpers import MODELREG, make_bundle, register_remote, run_cli
 from tests.servers.loopback import RelayProxy, s3_via, ssh_via
 

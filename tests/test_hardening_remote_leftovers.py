@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from modelreg import transfer
+from modelreg import transfer, upload
 from modelreg.layout import blob_key, version_key
 from modelreg.refs import Ref
 from modelreg.storage import open_storage
@@ -77,7 +77,7 @@ def test_next_push_removes_what_a_killed_push_left(backend, request, settings, t
         kill_push_mid_upload(settings, slow, leftovers)
     assert leftovers(), "the killed push left nothing to clean up"
 
-    monkeypatch.setattr(transfer, "STALE_UPLOAD_AGE", 0.0)
+    monkeypatch.setattr(upload, "STALE_UPLOAD_AGE", 0.0)
     transfer.push(settings, Ref("emotion", "v9"), direct)
 
     assert not leftovers()

@@ -212,3 +212,14 @@ def test_show_prints_files_digests_and_tags(bundle, target):
     assert shown["digest"] == bundle.digest and shown["tags"] == ["staging"]
     text = run_cli("show", "v9", "--remote", target).stdout
     assert "weights.h5" in text and "staging" in text
+
+
+def test_pull_refuses_a_manifest_copied_under_another_version(bundle, settings, target, remote, tmp_path,
+                                                              monkeypatch):
+    run_cli("push", "v9", "--remote", target)
+    with open_storage(remote) as storage:
+        storage.write(version_key("emotion", "v10"), bundle.to_bytes())
+    fresh_cache(tmp_path, monkeypatch, "victim")
+    out = run_cli("pull", "v10", "--remote", target, expect=3)
+    assert "stored as emotion:v10" in out.stderr and "describes emotion:v9" in out.stderr
+    assert "Traceback" not in out.stderr

@@ -14,7 +14,7 @@
 A blob file only ever appears by rename after its size and sha256 matched, and a
 manifest only after all its blobs did. The lock only avoids duplicate downloads;
 correctness comes from per-process temp files + verify + rename (see
-`modelreg.transfer.download_blob`), so a lock that silently does not lock (NFS,
+`modelreg.download.download_blob`), so a lock that silently does not lock (NFS,
 Lustre) costs a duplicate download, never a wrong blob. Readers that deserialize
 still treat the cache as untrusted: every read goes through `read_verified`, the
 one place a cached blob is checked, which deletes a corrupt blob and raises.

@@ -13,7 +13,13 @@ from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 
-from modelreg.errors import IntegrityError, InvalidArtifact, ManifestMismatch, NotFound, RegistryError
+from modelreg.errors import (
+    InvalidArtifact,
+    ManifestMismatch,
+    MisplacedManifest,
+    NotFound,
+    RegistryError,
+)
 from modelreg.hashing import HashingSink, hash_bytes, is_sha256_hex
 from modelreg.layout import tag_key, version_key, version_prefix, versions_from_keys
 from modelreg.manifest import MAX_MANIFEST_BYTES, Manifest, canonical_json
@@ -73,11 +79,8 @@ def fetch_manifest(storage: Storage, ref: Ref) -> tuple[Manifest, bytes]:
 
 def _check_identity(manifest: Manifest, ref: Ref, storage: Storage) -> None:
     if (manifest.name, manifest.version) != (ref.name, ref.version):
-        raise IntegrityError(
-            f"The manifest stored as {ref} on {storage.url} describes {manifest.ref}: it was copied "
-            f"or moved there by hand. Nothing was downloaded.",
-            path=version_key(ref.name, ref.version), expected=str(ref), actual=manifest.ref,
-            source="remote")
+        raise MisplacedManifest(stored_as=str(ref), describes=manifest.ref, where=storage.url,
+                                key=version_key(ref.name, ref.version), source="remote")
 
 
 def read_tag(storage: Storage, name: str, tag: str) -> Tag | None:

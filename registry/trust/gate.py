@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from modelreg.config import Settings
-from modelreg.errors import IntegrityError, NotFound
+from modelreg.errors import MisplacedManifest, NotFound
 from modelreg.local.cache import Cache
 from modelreg.local.workspace import check_against_pin
 from modelreg.manifest import Manifest
@@ -40,10 +40,8 @@ def verify_manifest(settings: Settings, ref: Ref, data: bytes, signature: bytes 
     check_against_pin(settings.workspace, data, ref, source)
     manifest = Manifest.from_bytes(data, source=source)
     if (manifest.name, manifest.version) != (ref.name, ref.version):
-        raise IntegrityError(
-            f"The manifest stored as {ref} in {source} describes {manifest.ref}: it was copied or "
-            f"moved there by hand. Nothing was used; pull {ref} again.",
-            path=str(ref), expected=str(ref), actual=manifest.ref, source=source)
+        raise MisplacedManifest(stored_as=str(ref), describes=manifest.ref, where=source, key=str(ref),
+                                source=source)
     status = check_bundle_signature(settings, manifest, data, signature, f"{manifest.ref} in {source}")
     return VerifiedManifest(manifest=manifest, data=data, signature=signature, status=status)
 

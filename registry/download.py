@@ -1,0 +1,229 @@
+"""One blob from a remote into the local cache: verified while it streams, resumable, lock-free.
+
+Guarantees:
+- the bytes are hashed in the sink as they arrive (never re-read), limited to the
+  size the manifest declares, and renamed into the blob store only when size and
+  sha256 match (`Cache.publish_download`); anything else is deleted and raises;
+- correct without a working file lock: each process writes a file only it ever
+  writes (`<sha>.partial.<host>.<pid>.<random>`, hard-linked as `<sha>.partial`
+  so a killed pull can resume), and a resuming process copies the bytes left
+  behind into its own file instead of appending to a shared one;
+- failures say where they happened: a local write is `LocalIOError` naming the
+  cache file, a remote read is `RemoteError` naming the remote.
+"""
+
+from __future__ import annotations
+
+import errno
+import glob
+import hashlib
+import os
+import socket
+import uuid
+from pathlib import Path
+
+from filelock import Timeout
+
+from modelreg.errors import IntegrityError, LocalIOError, NotFound, RegistryError, RemoteError
+from modelreg.hashing import CHUNK_SIZE, HashingSink
+from modelreg.layout import blob_key
+from modelreg.local.cache import Cache, open_new, open_regular, remove_entry
+from modelreg.manifest import FileEntry
+from modelreg.progress import ProgressReporter
+from modelreg.refs import Ref
+from modelreg.repair import repair_command
+from modelreg.storage.base import Storage
+
+
+def download_blob(cache: Cache, storage: Storage, entry: FileEntry, reporter: ProgressReporter,
+                  ref: Ref | None = None) -> bool:
+    """Bring one blob into the cache, verified; returns False when another process already did.
+
+    `ref` (the version being pulled) is named in the repair advice of errors.
+
+    Correct without a working lock: each process downloads into a file only it
+    ever writes (`<sha>.partial.<host>.<pid>.<random>`, hard-linked as
+    `<sha>.partial` so a killed pull can be resumed), and a resuming process copies
+    the bytes left behind into its own file instead of appending to a shared one.
+    The lock only avoids downloading the same blob twice at once; where the
+    filesystem cannot lock, the download proceeds without it.
+    """
+    lock = _acquire_blob_lock(cache, entry, reporter)
+    try:
+        if cache.has_blob(entry):
+            return False
+        _download(cache, storage, entry, reporter, repair_command(ref or "NAME:VERSION"))
+        return True
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _acquire_blob_lock(cache: Cache, entry: FileEntry, reporter: ProgressReporter):
+    try:
+        lock = cache.blob_lock(entry.sha256)
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            reporter.message(f"waiting for another modelreg process that is downloading {entry.path}")
+            lock.acquire()
+        return lock
+    except OSError as exc:
+        reporter.message(f"cannot lock {cache.root / 'locks'} ({exc.strerror or exc}); downloading "
+                         f"{entry.path} without a lock (safe, but another process may fetch it too)")
+        return None
+
+
+class _LocalFile:
+    """The sink's target file: a failed write says which local file and what to do, as LocalIOError."""
+
+    def __init__(self, handle, path: Path, entry: FileEntry) -> None:
+        self._handle, self._path, self._entry = handle, path, entry
+        self.received = 0
+
+    def write(self, data) -> int:
+        try:
+            written = self._handle.write(data)
+        except OSError as exc:
+            raise local_write_error(exc, self._path, self._entry, self.received) from exc
+        self.received += len(data)
+        return written
+
+    def flush(self) -> None:
+        try:
+            self._handle.flush()
+        except OSError as exc:
+            raise local_write_error(exc, self._path, self._entry, self.received) from exc
+
+
+def local_write_error(exc: OSError, path: Path, entry: FileEntry, received: int) -> LocalIOError:
+    """The LocalIOError for a failed write under the cache, with the fix that fits its errno."""
+    if exc.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
+        fix = "Free disk space or point MODELREG_CACHE at a larger disk, then pull again"
+    elif exc.errno == errno.EROFS:
+        fix = "The cache is on a read-only filesystem: point MODELREG_CACHE at a writable directory"
+    elif exc.errno in (errno.EACCES, errno.EPERM):
+        fix = (f"You may not write there: fix the permissions of {path.parent} or point "
+               f"MODELREG_CACHE at a directory you own")
+    else:
+        fix = "Check the disk holding the cache, then pull again"
+    return LocalIOError(
+        f"Cannot write the download of {entry.path} to {path} ({exc.strerror or exc}). {fix}: the "
+        f"{received} bytes already received are kept and the download resumes.")
+
+
+def _download(cache: Cache, storage: Storage, entry: FileEntry, reporter: ProgressReporter,
+              repair_advice: str) -> None:
+    partial = cache.partial_path(entry)
+    _remove_dead_downloads(partial)
+    mine = partial.with_name(f"{partial.name}.{socket.gethostname()}.{os.getpid()}.{uuid.uuid4().hex[:12]}")
+    try:
+        digest, offset = _resume_into(partial, mine, entry)
+        _expose_as_partial(mine, partial)
+        handle = open_new(mine, append_to_existing=True)
+    except OSError as exc:
+        remove_entry(mine)
+        if isinstance(exc, RegistryError):
+            raise
+        raise local_write_error(exc, mine, entry, 0) from exc
+    progress = reporter.task(f"pull {entry.path}", entry.size)
+    if offset:
+        progress(offset)
+    target = _LocalFile(handle, mine, entry)
+    sink = HashingSink(target, limit=entry.size, digest=digest, size=offset, progress=progress)
+    try:
+        with handle:
+            try:
+                storage.read(blob_key(entry.sha256), sink, offset=offset)
+                target.flush()
+            finally:
+                try:
+                    handle.close()
+                except OSError as exc:
+                    raise local_write_error(exc, mine, entry, target.received) from exc
+    except OverflowError as exc:
+        _forget_download(mine, partial)
+        raise IntegrityError(
+            f"The blob for {entry.path} on {storage.url} is larger than the {entry.size} bytes "
+            f"its manifest declares; the download was stopped and deleted. The remote copy was "
+            f"replaced or damaged: repair it from a good copy with '{repair_advice}'.",
+            path=entry.path, expected=entry.sha256, actual="(oversized)", source="remote") from exc
+    except NotFound as exc:
+        _forget_download(mine, partial, keep_partial=True)
+        raise NotFound(f"The blob of {entry.path} ({blob_key(entry.sha256)}) is missing on "
+                       f"{storage.url}. Repair the remote from a good copy with "
+                       f"'{repair_advice}'.") from exc
+    except BaseException as exc:
+        _forget_download(mine, partial, keep_partial=True)
+        if isinstance(exc, OSError) and not isinstance(exc, RegistryError):
+            raise RemoteError(
+                f"Reading the blob of {entry.path} from {storage.url} failed after {sink.size} of "
+                f"{entry.size} bytes ({exc.strerror or exc}). The remote or the network failed, not "
+                f"this machine: pull again later (the bytes received are kept and the download "
+                f"resumes), or ask whoever runs {storage.url}.") from exc
+        raise
+    _forget_download(mine, partial, keep_mine=True)
+    cache.publish_download(mine, entry, sink.hexdigest(), sink.size, storage.url)
+
+
+def _resume_into(partial: Path, mine: Path, entry: FileEntry):
+    """Create this process's download file, starting with the bytes a previous download left.
+
+    The leftover is copied (and hashed), never appended to: another process may
+    still be writing it when the lock does not work.
+    """
+    digest = hashlib.sha256()
+    offset = 0
+    with open_new(mine) as out:
+        source = open_regular(partial)
+        if source is None:
+            return digest, 0
+        with source:
+            if os.fstat(source.fileno()).st_size >= entry.size:
+                remove_entry(partial)
+                return digest, 0
+            while offset < entry.size - 1 and (chunk := source.read(min(CHUNK_SIZE, entry.size - 1 - offset))):
+                out.write(chunk)
+                digest.update(chunk)
+                offset += len(chunk)
+    return digest, offset
+
+
+def _expose_as_partial(mine: Path, partial: Path) -> None:
+    """Make `partial` name this process's file (a hard link, renamed over the old name: never through it)."""
+    link = mine.with_name(mine.name + ".link")
+    os.link(mine, link)
+    os.replace(link, partial)
+
+
+def _forget_download(mine: Path, partial: Path, *, keep_partial: bool = False,
+                     keep_mine: bool = False) -> None:
+    """Drop this process's names: `partial` only when it still is our file, and only unless kept."""
+    try:
+        ours = os.lstat(mine).st_ino == os.lstat(partial).st_ino
+    except FileNotFoundError:
+        ours = False
+    if ours and not keep_partial:
+        remove_entry(partial)
+    if not keep_mine:
+        remove_entry(mine)
+
+
+def _remove_dead_downloads(partial: Path) -> None:
+    """Remove download files of processes on this host that no longer run (killed pulls)."""
+    prefix = f"{partial.name}.{socket.gethostname()}."
+    for path in partial.parent.glob(f"{glob.escape(prefix)}*"):
+        pid = path.name[len(prefix):].split(".")[0]
+        if not pid.isdigit() or _process_runs(int(pid)):
+            continue
+        remove_entry(path)
+
+
+def _process_runs(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
