@@ -13,7 +13,6 @@ import shutil
 
 import numpy as np
 import pytest
-from helpers import make_bundle, register_remote, run_cli
 
 from modelreg.config import Settings
 from modelreg.errors import InvalidArtifact
@@ -22,6 +21,7 @@ from modelreg.layout import SIGNATURE_NAME, tag_key, version_key
 from modelreg.manifest import canonical_json
 from modelreg.storage import open_storage
 from modelreg.trust.keys import generate_keypair
+from tests.helpers import make_bundle, register_remote, run_cli
 
 DEEP = b"[" * 20_000 + b"]" * 20_000
 

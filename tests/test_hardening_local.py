@@ -19,7 +19,6 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import MODELREG, make_bundle, register_remote, run_cli
 
 from modelreg.config import Settings
 from modelreg.download import download_blob
@@ -31,6 +30,7 @@ from modelreg.manifest import canonical_json
 from modelreg.progress import SilentProgress
 from modelreg.storage import open_storage
 from modelreg.transfer import pull
+from tests.helpers import MODELREG, make_bundle, register_remote, run_cli
 
 WEIGHTS, LABELS = "best_model_v9.h5", "label_classes_v9.npy"
 
