@@ -197,6 +197,7 @@ def push(settings: Settings, ref: Ref, spec: RemoteSpec, *, sign_key: Path | Non
                 result.signed = _publish_signature(storage, ref, signature)
                 cache.save_signature(ref, signature)
         pin(settings.workspace, manifest)
+        cache.remember_published(ref, spec.url)
         return result
     finally:
         storage.close()
@@ -274,6 +275,7 @@ def pull(settings: Settings, ref: Ref, spec: RemoteSpec, *, dest: Path | None = 
         storage.close()
     cache.save_signature(version_ref, signature)
     cache.save_manifest_bytes(version_ref, manifest_bytes)
+    cache.remember_published(version_ref, spec.url)
     if is_tag:
         remember_tag(cache, ref, manifest, manifest_bytes)
     if dest is not None:
@@ -311,22 +313,35 @@ def pull_from_cache(settings: Settings, cache: Cache, ref: Ref, spec: RemoteSpec
         return None  # e.g. a signature now required: the remote may have one the cache lacks
     if verified is not None and expected_digest and hash_bytes(verified.data) != expected_digest:
         verified = None  # the cached manifest is not the one the tag pointed at
-    result = None
-    if verified is not None:
-        result = PullResult(manifest=verified.manifest, remote=spec.label, signature=verified.status,
-                            notes=notes, from_cache=True)
-        blobs = unique_blobs(verified.manifest)
-        if not all([_check_cached(cache, entry, result, reporter) for entry in blobs]):
-            result = None
-    if verified is None or result is None:
-        if settings.offline:
-            raise NotFound(f"{ref} is not (completely and intact) in the local cache {cache.root}, and "
-                           f"--offline (or MODELREG_OFFLINE) forbids asking {spec.label}. Cached: "
-                           f"{', '.join(cached_versions(cache)) or 'nothing'}. Pull it once online.")
+    if not settings.offline and (verified is None or not _servable(cache, verified, spec)):
         return None
+    if verified is None:
+        raise NotFound(f"{ref} is not in the local cache {cache.root}, and --offline (or "
+                       f"MODELREG_OFFLINE) forbids asking {spec.label}. Cached: "
+                       f"{', '.join(cached_versions(cache)) or 'nothing'}. Pull it once online.")
+    result = PullResult(manifest=verified.manifest, remote=spec.label, signature=verified.status,
+                        notes=notes, from_cache=True)
+    damaged = [entry for entry in unique_blobs(verified.manifest)
+               if not _check_cached(cache, entry, result, reporter)]
+    if damaged:
+        raise NotFound(f"{', '.join(entry.path for entry in damaged)} of {verified.ref} is missing from "
+                       f"or was damaged in the local cache {cache.root} (a damaged copy was removed), "
+                       f"and --offline (or MODELREG_OFFLINE) forbids fetching it from {spec.label}. "
+                       f"Pull it again online.")
     if dest is not None:
         result.dest = materialize(cache, verified.manifest, verified.data, dest, verified.signature)
     return result
+
+
+def _servable(cache: Cache, verified, spec: RemoteSpec) -> bool:
+    """Online, a cached version is served without the remote only when that remote is known to
+    hold it (a local, unpublished version may share its name with a tag there) and every blob's
+    fingerprint is unchanged since it was verified (anything else goes through a full pull,
+    which re-verifies and repairs)."""
+    if spec.url not in cache.published_on(verified.ref):
+        return False
+    return all(cache.has_blob(entry) and cache.verified_fingerprint(entry) is not None
+               for entry in unique_blobs(verified.manifest))
 
 
 def cached_versions(cache: Cache) -> list[str]:

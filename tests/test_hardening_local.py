@@ -297,12 +297,12 @@ def test_a_remote_read_failing_mid_way_is_a_remote_error(settings, remote, tmp_p
     storage = open_storage(remote)
     original = storage.read
 
-    def failing_read(key, sink, *, offset=0, progress=None):
+    def failing_read(key, sink, *, offset=0):
         class Half:
             def write(self, data):
                 sink.write(bytes(data)[:1000])
                 raise OSError(errno.EIO, "connection reset by the remote")
-        return original(key, Half(), offset=offset, progress=progress)
+        return original(key, Half(), offset=offset)
 
     storage.read = failing_read
     with pytest.raises(RemoteError) as caught:
@@ -333,7 +333,7 @@ def slow_storage(remote):
     storage = open_storage(remote)
     original = storage.read
 
-    def read(key, sink, *, offset=0, progress=None):
+    def read(key, sink, *, offset=0):
         class Slow:
             def write(self, data):
                 view = bytes(data)
@@ -341,7 +341,7 @@ def slow_storage(remote):
                     sink.write(view[start:start + 4096])
                     time.sleep(0.001)
                 return len(view)
-        return original(key, Slow(), offset=offset, progress=progress)
+        return original(key, Slow(), offset=offset)
 
     storage.read = read
     return storage

@@ -66,6 +66,15 @@ def add_unreachable(settings, kind: str) -> str:
     return "far"
 
 
+def published_on_far(settings) -> None:
+    """What a pull from (or push to) `far` records: that remote holds emotion:v9."""
+    from modelreg.config import Settings
+    from modelreg.local.cache import Cache
+    from modelreg.refs import Ref
+
+    Cache(settings.cache_dir).remember_published(Ref("emotion", "v9"), Settings.resolve().remote("far").url)
+
+
 @pytest.fixture
 def cached_v9(settings, tmp_path):
     return make_bundle(settings, "v9", {"weights.h5": b"w" * 5000, "labels.npy": b"labels"}, tmp_path)
@@ -94,9 +103,18 @@ def test_offline_pull_of_a_cached_version_tries_no_connection(kind, cached_v9, s
 def test_cached_version_pulls_without_connecting_even_online(kind, cached_v9, settings, guarded):
     env, log = guarded
     add_unreachable(settings, kind)
+    published_on_far(settings)
     out = run_cli("pull", "v9", "--remote", "far", env=env)
     assert "0 blob(s) downloaded, 2 already cached" in out.stdout
     assert not log.exists(), log.read_text()
+
+
+def test_a_local_version_never_published_there_asks_the_remote(cached_v9, settings, guarded):
+    """A version only made here may share its name with a tag on the remote: online, ask it."""
+    env, _log = guarded
+    add_unreachable(settings, "ssh-unroutable-name")
+    result = run_cli("pull", "v9", "--remote", "far", env=env, expect=5)
+    assert "network use refused by the test guard" in result.stderr
 
 
 def test_offline_from_the_environment(cached_v9, settings, guarded):

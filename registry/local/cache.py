@@ -6,6 +6,7 @@
     <cache>/fingerprints/<2 hex>/<64 hex>.json    stat of a blob when it was last fully verified
     <cache>/manifests/<name>/<version>.json       a manifest whose blobs are all present
     <cache>/manifests/<name>/<version>.sig        its model.sig, when it has one
+    <cache>/manifests/<name>/<version>.remotes    the remotes known to hold it (pulled or pushed)
     <cache>/tags-seen/<name>/<tag>.json           the version a tag pointed at when last pulled
     <cache>/locks/<64 hex>.lock                   one downloader per blob at a time
     <cache>/snapshots/<name>/<version>/           a verified copy of a `files` bundle, by `load`
@@ -248,6 +249,22 @@ class Cache:
 
     def read_signature(self, ref: Ref) -> bytes | None:
         return read_regular(self.manifest_path(ref).with_suffix(".sig"))
+
+    def remember_published(self, ref: Ref, remote_url: str) -> None:
+        """Record that `remote_url` holds version `ref` (it was pulled from or pushed there)."""
+        urls = self.published_on(ref)
+        if remote_url not in urls:
+            path = self.manifest_path(ref).with_suffix(".remotes")
+            atomic_write(path, json.dumps(sorted({*urls, remote_url})).encode())
+
+    def published_on(self, ref: Ref) -> set[str]:
+        """The remotes known to hold version `ref`; empty when unknown or unreadable."""
+        data = read_regular(self.manifest_path(ref).with_suffix(".remotes"))
+        try:
+            urls = json.loads(data) if data is not None else []
+        except (ValueError, RecursionError):
+            return set()
+        return {url for url in urls if isinstance(url, str)} if isinstance(urls, list) else set()
 
     def read_manifest_bytes(self, ref: Ref) -> bytes | None:
         return read_regular(self.manifest_path(ref))
