@@ -127,3 +127,19 @@ def ssh_remote(sshd_server: SshdServer, ssh_home: Path, tmp_path: Path) -> Remot
     return RemoteSpec(url=sshd_server.url(str(root)),
                       options={"identity_file": str(sshd_server.client_key),
                                "known_hosts": str(known_hosts)})
+
+
+@pytest.fixture
+def target(settings: Settings, remote: RemoteSpec) -> str:
+    """The backend under test, registered as the named remote 'target' (for CLI calls)."""
+    from tests.helpers import register_remote
+
+    return register_remote(settings, remote)
+
+
+@pytest.fixture
+def file_target(settings: Settings, file_remote: RemoteSpec) -> str:
+    """The file:// backend, registered as the named remote 'target'."""
+    from tests.helpers import register_remote
+
+    return register_remote(settings, file_remote)

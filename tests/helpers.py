@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -58,3 +59,13 @@ def reference_inputs(hp: dict, features: list, mean, std):
         batch[i, :n] = (f[:n] - mean) / std
         mask[i, :n] = True
     return [batch, mask] if hp["masking"] == "lengths" else batch
+
+
+def wait_until(predicate, timeout: float = 60.0, interval: float = 0.02) -> None:
+    """Poll `predicate` until it is true; AssertionError after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(interval)
+    raise AssertionError("condition not reached in time")

@@ -11,7 +11,6 @@ import os
 import resource
 import signal
 import subprocess
-import time
 
 import pytest
 
@@ -22,23 +21,9 @@ from modelreg.local.cache import Cache
 from modelreg.manifest import canonical_json
 from modelreg.progress import SilentProgress
 from modelreg.storage import open_storage
-from tests.helpers import MODELREG, make_bundle, register_remote, run_cli
+from tests.helpers import MODELREG, make_bundle, run_cli, wait_until
 
 BIG = 24_000_000
-
-
-@pytest.fixture
-def target(settings: Settings, remote) -> str:
-    return register_remote(settings, remote)
-
-
-def wait_until(predicate, timeout: float = 60.0, interval: float = 0.02) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(interval)
-    raise AssertionError("condition not reached in time")
 
 
 def test_killed_push_leaves_version_invisible_and_repush_skips_finished_blobs(settings, target, remote,

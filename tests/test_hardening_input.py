@@ -14,26 +14,15 @@ import shutil
 import numpy as np
 import pytest
 
-from modelreg.config import Settings
 from modelreg.errors import InvalidArtifact
 from modelreg.families.v9 import artifacts
 from modelreg.layout import SIGNATURE_NAME, tag_key, version_key
 from modelreg.manifest import canonical_json
 from modelreg.storage import open_storage
 from modelreg.trust.keys import generate_keypair
-from tests.helpers import make_bundle, register_remote, run_cli
+from tests.helpers import make_bundle, run_cli
 
 DEEP = b"[" * 20_000 + b"]" * 20_000
-
-
-@pytest.fixture
-def target(settings: Settings, remote) -> str:
-    return register_remote(settings, remote)
-
-
-@pytest.fixture
-def file_target(settings: Settings, file_remote) -> str:
-    return register_remote(settings, file_remote)
 
 
 @pytest.fixture

@@ -30,19 +30,9 @@ from modelreg.manifest import canonical_json
 from modelreg.progress import SilentProgress
 from modelreg.storage import open_storage
 from modelreg.transfer import pull
-from tests.helpers import MODELREG, make_bundle, register_remote, run_cli
+from tests.helpers import MODELREG, make_bundle, run_cli
 
 WEIGHTS, LABELS = "best_model_v9.h5", "label_classes_v9.npy"
-
-
-@pytest.fixture
-def target(settings: Settings, remote) -> str:
-    return register_remote(settings, remote)
-
-
-@pytest.fixture
-def file_target(settings: Settings, file_remote) -> str:
-    return register_remote(settings, file_remote)
 
 
 def bundle(settings, tmp_path, version="v9", **extra):

@@ -19,20 +19,11 @@ from modelreg.download import download_blob
 from modelreg.local.cache import Cache
 from modelreg.progress import SilentProgress
 from modelreg.storage import open_storage
-from tests.helpers import MODELREG, make_bundle, register_remote, run_cli
+from tests.helpers import MODELREG, make_bundle, register_remote, run_cli, wait_until
 from tests.servers.loopback import RelayProxy, s3_via, ssh_via
 
 SIZE = 24_000_000
 RATE = 200_000
-
-
-def wait_until(predicate, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError("condition not reached in time")
 
 
 def server_port(backend: str, spec, request) -> int:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -22,19 +21,10 @@ from modelreg.layout import blob_key, version_key
 from modelreg.refs import Ref
 from modelreg.storage import open_storage
 from modelreg.storage.local import TEMP_PREFIX
-from tests.helpers import MODELREG, make_bundle, register_remote
+from tests.helpers import MODELREG, make_bundle, register_remote, wait_until
 from tests.servers.loopback import RelayProxy, s3_via, ssh_via
 
 SIZE = 24_000_000
-
-
-def wait_until(predicate, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError("condition not reached in time")
 
 
 def ssh_temps(spec) -> list[Path]:

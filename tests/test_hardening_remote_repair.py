@@ -17,12 +17,7 @@ from modelreg.local.cache import Cache
 from modelreg.manifest import canonical_json
 from modelreg.refs import Ref
 from modelreg.storage import open_storage
-from tests.helpers import make_bundle, register_remote, run_cli
-
-
-@pytest.fixture
-def target(settings, remote) -> str:
-    return register_remote(settings, remote)
+from tests.helpers import make_bundle, run_cli
 
 
 @pytest.fixture

@@ -18,15 +18,9 @@ import pytest
 from modelreg.config import Settings
 from modelreg.layout import blob_key, version_key
 from modelreg.storage import open_storage
-from tests.helpers import make_bundle, register_remote, run_cli
+from tests.helpers import make_bundle, run_cli
 
 EXIT_VERIFY = 3
-
-
-@pytest.fixture
-def target(settings: Settings, remote) -> str:
-    """The backend under test, registered as the named remote 'target'."""
-    return register_remote(settings, remote)
 
 
 @pytest.fixture

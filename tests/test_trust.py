@@ -22,15 +22,10 @@ from modelreg.layout import SIGNATURE_NAME, blob_key, version_key
 from modelreg.manifest import canonical_json
 from modelreg.storage import open_storage
 from modelreg.trust.keys import generate_keypair, key_fingerprint, load_public_key
-from tests.helpers import make_bundle, register_remote, run_cli
+from tests.helpers import make_bundle, run_cli
 
 EXIT_UNTRUSTED = 4
 MODEL_SIGNING = Path(sys.executable).with_name("model_signing")
-
-
-@pytest.fixture
-def target(settings: Settings, remote) -> str:
-    return register_remote(settings, remote)
 
 
 @pytest.fixture
