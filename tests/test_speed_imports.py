@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 
@@ -22,3 +23,32 @@ def test_match_exec_in_ssh_config_still_works(ssh_home):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          stdin=subprocess.DEVNULL)
     assert out.stdout.strip() == "2222"
+
+
+HEAVY = ("boto3", "botocore", "paramiko", "pydantic", "tensorflow", "keras", "jsonschema")
+
+
+def imported_by(*args: str) -> set[str]:
+    """Top-level packages a whole `modelreg ARGS` process imported (from `python -X importtime`)."""
+    out = subprocess.run([sys.executable, "-X", "importtime", "-m", "modelreg", *args],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return {line.rsplit("|", 1)[-1].strip().split(".")[0]
+            for line in out.stderr.splitlines() if line.startswith("import time:")}
+
+
+def test_help_imports_nothing_heavy():
+    assert imported_by("--help") & set(HEAVY) == set()
+
+
+def test_a_pull_imports_only_the_backend_it_uses(settings, remote, target, tmp_path):
+    from tests.helpers import make_bundle, run_cli
+
+    make_bundle(settings, "v1", {"a.bin": b"a" * 1000}, tmp_path)
+    run_cli("push", "v1", "--remote", target)
+    shutil.rmtree(settings.cache_dir)  # so the pull below downloads through the backend
+    imported = imported_by("pull", "v1", "--remote", target, "-q")
+    others = {"file": {"boto3", "botocore", "paramiko"}, "s3": {"paramiko"},
+              "ssh": {"boto3", "botocore"}}[remote.url.split(":", 1)[0]]
+    assert imported & (others | {"pydantic", "tensorflow", "keras"}) == set()
+    assert ({"s3": "boto3", "ssh": "paramiko"}.get(remote.url.split(":", 1)[0], "modelreg")) in imported
