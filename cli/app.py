@@ -22,6 +22,7 @@ from modelreg.cli.errors import (
     State,
     install_interrupt_handler,
     report,
+    show_modelreg_warnings_plainly,
 )
 from modelreg.cli.output import human_size, print_json, progress_reporter, stderr, stdout
 from modelreg.config import Settings
@@ -257,6 +258,7 @@ def main(argv: Optional[list[str]] = None) -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # no TensorFlow C++ start-up lines
     args = hoist_global_options(list(sys.argv[1:] if argv is None else argv))
     previous_handler = install_interrupt_handler()
+    show_modelreg_warnings_plainly()
     try:
         code = app(args=args, prog_name="modelreg", standalone_mode=False)
     except TyperException as exc:  # usage errors found while parsing: click's message, exit 2

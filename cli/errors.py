@@ -93,3 +93,21 @@ def report(exc: BaseException) -> int:
                                    f"{type(exc).__name__}: {exc}. This is a bug in modelreg; re-run "
                                    f"with --debug for the traceback and report it."), soft_wrap=True)
     return BUG
+
+
+def show_modelreg_warnings_plainly() -> None:
+    """Render the library's own warnings (e.g. a cached version loaded while the remote was
+    unreachable) as one `Warning: ...` paragraph on stderr, even with --quiet; others as usual."""
+    import warnings
+
+    from modelreg.errors import RemoteUnreachableWarning
+
+    default = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        if issubclass(category, RemoteUnreachableWarning):
+            stderr.print(f"Warning: {message}", highlight=False)
+        else:
+            default(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = show

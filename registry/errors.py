@@ -106,3 +106,6 @@ class LocalIOError(RegistryError, OSError):
 class RemoteError(RegistryError, OSError):
     """The remote could not be reached or refused the operation; the backend's own error is `__cause__`."""
 
+
+class RemoteUnreachableWarning(UserWarning):
+    """`modelreg.load` went on with a cached version because the remote could not be reached."""

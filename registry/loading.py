@@ -11,11 +11,13 @@ family's business (`modelreg.families`): modelreg never runs code from a bundle.
 from __future__ import annotations
 
 import tempfile
-from dataclasses import dataclass
+import warnings
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from modelreg.config import Settings
+from modelreg.errors import NotFound, RemoteError, RemoteUnreachableWarning
 from modelreg.families import family_for
 from modelreg.local.cache import Cache
 from modelreg.local.materialize import materialize
@@ -66,13 +68,38 @@ def load(ref: str = "v9", remote: str | None = None, *, settings: Settings | Non
     cache = Cache(settings.cache_dir)
     verified = open_cached_manifest(settings, cache, parsed)
     if verified is None:
-        from modelreg.transfer import pull
-
-        result = pull(settings, parsed, settings.remote(remote), reporter=reporter)
-        verified = require_cached_manifest(settings, cache, Ref(result.manifest.name,
-                                                                result.manifest.version),
+        loaded = pull_or_use_cache(settings, cache, parsed, remote, reporter)
+        verified = require_cached_manifest(settings, cache, loaded,
                                            fix="It was removed while being pulled; pull it again.")
     return load_verified(cache, verified)
+
+
+def pull_or_use_cache(settings: Settings, cache: Cache, ref: Ref, remote: str | None,
+                      reporter: ProgressReporter | None) -> Ref:
+    """Pull `ref`; when the remote cannot be reached, fall back to what the cache holds for it.
+
+    The fallback is what `--offline` would serve (a cached version, or a tag through the
+    version it pointed at when last pulled), with a `RemoteUnreachableWarning` saying the
+    remote was not asked. When the cache has nothing for `ref`, the RemoteError is raised.
+    """
+    from modelreg.transfer import pull, pull_from_cache
+
+    spec = settings.remote(remote)
+    try:
+        result = pull(settings, ref, spec, reporter=reporter)
+    except RemoteError as exc:
+        try:
+            result = pull_from_cache(replace(settings, offline=True), cache, ref, spec)
+        except NotFound:
+            raise exc from None
+        assert result is not None  # offline, pull_from_cache serves or raises
+        message = (f"{spec.label} could not be reached, so {ref} was loaded as "
+                   f"{result.manifest.ref} from the local cache (verified, but the remote was not "
+                   f"asked whether it changed): {exc}")
+        for note in result.notes:
+            message += f" Note: {note}"
+        warnings.warn(message, RemoteUnreachableWarning, stacklevel=3)
+    return Ref(result.manifest.name, result.manifest.version)
 
 
 def load_verified(cache: Cache, verified: VerifiedManifest) -> Any:
