@@ -46,3 +46,22 @@ def test_load_of_something_not_cached_still_fails_with_the_remote_error(settings
     add_remote(settings, "far", spec.url, options=spec.options)
     with pytest.raises(RemoteError):
         modelreg.load("staging", "far", workspace=settings.workspace)
+
+
+def test_offline_show_uses_the_cache_and_list_refuses_without_connecting(settings, tagged_files_bundle):
+    from tests.test_speed_offline import GUARD
+
+    log = tagged_files_bundle.parent / "network.log"
+    site = tagged_files_bundle.parent / "guard"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(GUARD.format(log=str(log)))
+    env = {"PYTHONPATH": str(site)}
+    spec = UNREACHABLE["ssh-unroutable-name"]()
+    add_remote(settings, "far", spec.url, options=spec.options)
+    shown = run_cli("--offline", "show", "production", "--remote", "far", "--json", env=env)
+    assert '"version": "v1"' in shown.stdout and "not asked" in shown.stdout
+    missing = run_cli("--offline", "show", "v7", "--remote", "far", env=env, expect=1)
+    assert "not in the local cache" in missing.stderr
+    listed = run_cli("--offline", "list", "--remote", "far", env=env, expect=2)
+    assert "cache list" in listed.stderr
+    assert not log.exists()

@@ -57,6 +57,10 @@ def list_remote(settings: Settings, spec: RemoteSpec, name: str | None = None) -
     One malformed tag or manifest does not hide the rest: it is reported in
     `Listing.broken` and the listing goes on. Failures to reach the remote still raise.
     """
+    if settings.offline:
+        raise UsageError(f"'modelreg list' reads {spec.label}, which --offline (or MODELREG_OFFLINE=1) "
+                         f"forbids. 'modelreg cache list' shows what the local cache holds; 'modelreg "
+                         f"show REF --offline' shows one cached version.")
     cache = Cache(settings.cache_dir)
     storage = open_storage(spec)
     listing = Listing()
@@ -84,20 +88,16 @@ def list_remote(settings: Settings, spec: RemoteSpec, name: str | None = None) -
 def describe(settings: Settings, ref: Ref, spec: RemoteSpec) -> VersionInfo:
     """One version (or tag) from the remote; a version only in the local cache is shown from there."""
     cache = Cache(settings.cache_dir)
+    if settings.offline:
+        return describe_cached(settings, cache, ref, spec)
     storage = open_storage(spec)
     try:
         try:
             manifest, data = fetch_manifest(storage, ref)
         except NotFound:
-            local = cache.read_manifest_bytes(ref)
-            if local is None:
+            if cache.read_manifest_bytes(ref) is None:
                 raise
-            data = local
-            manifest = Manifest.from_bytes(data, source=f"the local cache ({ref})")
-            return VersionInfo(manifest=manifest, digest=hashlib.sha256(data).hexdigest(),
-                               location="local cache only (not pushed)", cached=True,
-                               signature=signature_summary(settings, manifest, data,
-                                                           cache.read_signature(ref)))
+            return describe_cached(settings, cache, ref, spec)
         digest = hashlib.sha256(data).hexdigest()
         tags = sorted(t.tag for t in list_tags(storage, manifest.name, broken=[])
                       if t.version == manifest.version and t.manifest_sha256 == digest)
@@ -107,6 +107,27 @@ def describe(settings: Settings, ref: Ref, spec: RemoteSpec) -> VersionInfo:
                            signature=signature_summary(settings, manifest, data, signature))
     finally:
         storage.close()
+
+
+def describe_cached(settings: Settings, cache: Cache, ref: Ref, spec: RemoteSpec) -> VersionInfo:
+    """A version (or, offline, a tag through the version it last pointed at) from the cache alone."""
+    version_ref, location, seen = ref, "local cache only (not pushed)", None
+    if settings.offline:
+        location = f"local cache (--offline: {spec.label} not asked)"
+        seen = cache.read_tag_seen(ref) if cache.read_manifest_bytes(ref) is None else None
+        if seen is not None:
+            version_ref = Ref(ref.name, seen["version"])
+            location += f"; tag {ref.version} as last seen {seen['created']}"
+    data = cache.read_manifest_bytes(version_ref)
+    if seen is not None and data is not None and hashlib.sha256(data).hexdigest() != seen["manifest_sha256"]:
+        data = None  # the cached manifest is not the one the tag pointed at
+    if data is None:
+        raise NotFound(f"{ref} is not in the local cache {cache.root}, and --offline (or MODELREG_OFFLINE) "
+                       f"forbids asking {spec.label}. Pull it once online, or see 'modelreg cache list'.")
+    manifest = Manifest.from_bytes(data, source=f"the local cache ({version_ref})")
+    return VersionInfo(manifest=manifest, digest=hashlib.sha256(data).hexdigest(), location=location,
+                       cached=True, signature=signature_summary(settings, manifest, data,
+                                                                cache.read_signature(version_ref)))
 
 
 def signature_summary(settings: Settings, manifest: Manifest, manifest_bytes: bytes,
