@@ -89,10 +89,11 @@ def pull_or_use_cache(settings: Settings, cache: Cache, ref: Ref, remote: str | 
         result = pull(settings, ref, spec, reporter=reporter)
     except RemoteError as exc:
         try:
-            result = pull_from_cache(replace(settings, offline=True), cache, ref, spec)
+            cached = pull_from_cache(replace(settings, offline=True), cache, ref, spec)
         except NotFound:
             raise exc from None
-        assert result is not None  # offline, pull_from_cache serves or raises
+        assert cached is not None  # offline, pull_from_cache serves or raises
+        result = cached
         message = (f"{spec.label} could not be reached, so {ref} was loaded as "
                    f"{result.manifest.ref} from the local cache (verified, but the remote was not "
                    f"asked whether it changed): {exc}")
