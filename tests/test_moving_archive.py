@@ -233,7 +233,8 @@ def swap_weights(good: list[tuple[str, bytes]], *, keep_sums: bool) -> list[tupl
     ("hardlink", 1, "not a regular file"), ("fifo", 1, "not a regular file"),
     ("duplicate", 1, "appears twice"), ("foreign", 1, "not part of a registry layout"),
     ("oversize", 1, "more than the"), ("tampered-blob", EXIT_INTEGRITY, "failed verification"),
-    ("tampered-manifest", EXIT_INTEGRITY, "disagrees with the manifest"), ("missing-blob", EXIT_INTEGRITY, "missing from"),
+    ("tampered-manifest", EXIT_INTEGRITY, "disagrees with the manifest"),
+    ("missing-blob", EXIT_INTEGRITY, "missing from"),
 ])
 def test_import_refuses_a_hostile_archive_and_imports_nothing(good_members, case, code, words, tmp_path,
                                                               monkeypatch):
