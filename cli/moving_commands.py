@@ -56,9 +56,10 @@ def import_archive(archive: Path = typer.Argument(..., help="A tar written by 'm
         print_json(result.to_json())
         return
     tag_text = f", tags {', '.join(f'{t.name}:{t.tag}' for t in result.tags)}" if result.tags else ""
-    stdout.line(f"Imported {', '.join(str(v.ref) for v in result.versions)} from {archive} into "
-                f"{result.dest}: {result.blobs} blob(s) verified, signatures checked against the trust "
-                f"policy{tag_text}.")
+    versions = ", ".join(f"{v.ref} ({v.status.describe()})" for v in result.versions)
+    unreferenced = f" ({result.unreferenced} named by no manifest: left out)" if result.unreferenced else ""
+    stdout.line(f"Imported {versions} from {archive} into {result.dest}: {result.blobs} blob(s) "
+                f"verified{unreferenced}{tag_text}.")
 
 
 def copy(ref: str = typer.Argument(..., help="[NAME:]VERSION or a tag on the source"),

@@ -197,6 +197,8 @@ def hostile(good: list[tuple[str, bytes]], case: str) -> list:
         return [*good, special("models/emotion/v10/manifest.json", tarfile.LNKTYPE, manifest_key)]
     if case == "fifo":
         return [*good, special("models/emotion/v10/manifest.json", tarfile.FIFOTYPE)]
+    if case == "device":
+        return [*good, special("models/emotion/v10/manifest.json", tarfile.CHRTYPE)]
     if case == "duplicate":
         return [*good, (manifest_key, dict(good)[manifest_key])]
     if case == "foreign":
@@ -231,6 +233,7 @@ def swap_weights(good: list[tuple[str, bytes]], *, keep_sums: bool) -> list[tupl
 @pytest.mark.parametrize(("case", "code", "words"), [
     ("dotdot", 1, "unsafe name"), ("absolute", 1, "unsafe name"), ("symlink", 1, "not a regular file"),
     ("hardlink", 1, "not a regular file"), ("fifo", 1, "not a regular file"),
+    ("device", 1, "not a regular file"),
     ("duplicate", 1, "appears twice"), ("foreign", 1, "not part of a registry layout"),
     ("oversize", 1, "more than the"), ("tampered-blob", EXIT_INTEGRITY, "failed verification"),
     ("tampered-manifest", EXIT_INTEGRITY, "disagrees with the manifest"),
@@ -246,6 +249,52 @@ def test_import_refuses_a_hostile_archive_and_imports_nothing(good_members, case
     assert words in out.stderr and "Traceback" not in out.stderr
     assert_nothing_imported(tmp_path / "cache-victim")
     assert not (tmp_path / "evil.json").exists()
+
+
+@pytest.mark.parametrize("damage", ["truncated", "not-a-tar"])
+def test_import_refuses_a_damaged_file_and_imports_nothing(good_members, damage, tmp_path, monkeypatch):
+    archive = write_tar(tmp_path / "v9.tar", good_members)
+    data = archive.read_bytes()
+    archive.write_bytes(data[:len(data) // 2] if damage == "truncated" else b"PK\x03\x04 a zip file" * 50)
+    new_consumer(tmp_path, monkeypatch, "victim")
+
+    out = run_cli("import", str(archive), expect=1)
+
+    assert "not a readable tar archive" in out.stderr and "Traceback" not in out.stderr
+    assert_nothing_imported(tmp_path / "cache-victim")
+
+
+def test_import_accepts_a_gzipped_tar_of_an_extracted_archive(good_members, tmp_path, monkeypatch):
+    extracted = tmp_path / "extracted"
+    extracted.mkdir()
+    subprocess.run(["tar", "-xf", str(write_tar(tmp_path / "v9.tar", good_members)), "-C", str(extracted)],
+                   check=True)
+    retarred = tmp_path / "v9.tgz"
+    subprocess.run(["tar", "-czf", str(retarred), "-C", str(extracted), "."], check=True)
+    new_consumer(tmp_path, monkeypatch, "reader")
+
+    run_cli("import", str(retarred))
+
+    assert cached_manifests(tmp_path / "cache-reader") == ["emotion/v9.json"]
+    assert "verified" in run_cli("verify", "v9").stdout
+
+
+def test_import_leaves_out_blobs_no_manifest_names(good_members, tmp_path, monkeypatch):
+    stray = b"a blob nobody names"
+    archive = write_tar(tmp_path / "v9.tar", [*good_members, (blob_key(hash_bytes(stray)), stray)])
+    new_consumer(tmp_path, monkeypatch, "reader")
+
+    out = json.loads(run_cli("import", str(archive), "--json").stdout)
+
+    assert out["blobs"] == 3 and out["unreferenced_blobs"] == 1
+    assert not Cache(tmp_path / "cache-reader").blob_path(hash_bytes(stray)).exists()
+    assert Cache(tmp_path / "cache-reader").blob_path(hash_bytes(WEIGHTS)).is_file()
+
+
+def test_import_into_a_remote_with_offline_is_refused(good_members, file_target, tmp_path):
+    archive = write_tar(tmp_path / "v9.tar", good_members)
+    out = run_cli("import", str(archive), "--remote", file_target, "--offline", expect=EXIT_USAGE)
+    assert "--offline" in out.stderr
 
 
 def test_import_refuses_a_signature_from_an_untrusted_key(bundle, tmp_path, monkeypatch):
