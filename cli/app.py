@@ -12,7 +12,7 @@ from typing import Optional
 
 import typer
 
-from modelreg.cli import model_commands, remote_commands
+from modelreg.cli import model_commands, moving_commands, remote_commands
 from modelreg.cli.context import AcceptHostKey, JsonOption, RemoteOption, current_settings, ref_of, resolve
 from modelreg.cli.errors import (
     BROKEN_PIPE,
@@ -223,6 +223,10 @@ app.command("ingest")(model_commands.ingest)
 app.command("train")(model_commands.train)
 app.command("predict")(model_commands.predict)
 app.command("demo-data")(model_commands.demo_data)
+app.command("export")(moving_commands.export)
+app.command("import")(moving_commands.import_archive)
+app.command("copy")(moving_commands.copy)
+app.command("mirror")(moving_commands.mirror)
 
 
 def hoist_global_options(args: list[str]) -> list[str]:
