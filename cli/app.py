@@ -12,7 +12,7 @@ from typing import Optional
 
 import typer
 
-from modelreg.cli import model_commands, remote_commands
+from modelreg.cli import cache_commands, model_commands, remote_commands
 from modelreg.cli.context import AcceptHostKey, JsonOption, RemoteOption, current_settings, ref_of, resolve
 from modelreg.cli.errors import (
     BROKEN_PIPE,
@@ -222,6 +222,7 @@ app.command("ingest")(model_commands.ingest)
 app.command("train")(model_commands.train)
 app.command("predict")(model_commands.predict)
 app.command("demo-data")(model_commands.demo_data)
+app.add_typer(cache_commands.cache_app, name="cache")
 
 
 def hoist_global_options(args: list[str]) -> list[str]:
