@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -21,7 +20,7 @@ from modelreg.errors import UsageError
 from modelreg.local.cache import Cache
 from modelreg.refs import Ref
 from modelreg.units import parse_duration, parse_size
-from tests.helpers import make_bundle, run_cli, wait_until
+from tests.helpers import make_bundle, run_cli
 
 SIZE = 100_000
 DAY = 24 * 3600
@@ -106,6 +105,9 @@ def test_an_invalid_cache_max_size_in_the_config_names_the_file_and_key(settings
     result = run_cli("cache", "list", expect=1)
     assert str(settings.config_path) in result.stderr and "cache_max_size" in result.stderr
     assert "20G" in result.stderr and "Traceback" not in result.stderr
+    settings.config_path.unlink()
+    from_env = run_cli("cache", "list", env={"MODELREG_CACHE_MAX_SIZE": "huge"}, expect=1)
+    assert "MODELREG_CACHE_MAX_SIZE 'huge'" in from_env.stderr and "Traceback" not in from_env.stderr
 
 
 # -- cache list ---------------------------------------------------------------------------------
@@ -345,13 +347,20 @@ def test_a_loaded_files_bundle_keeps_its_snapshot_while_the_loading_process_runs
 
 # -- cache_max_size after each pull, on every backend -------------------------------------------
 
-def test_a_pull_with_cache_max_size_evicts_least_recently_used_and_keeps_pins(settings, target, tmp_path,
-                                                                               monkeypatch):
+def limited_with_v1_pinned(settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, target: str,
+                           limit: str) -> Cache:
+    """Three versions on `target`; another machine with `cache_max_size = limit` pulled v1 and pinned it."""
     three_versions(settings, tmp_path, target)
-    set_cache_max_size(settings, "250KB")
+    set_cache_max_size(settings, limit)
     cache = other_machine(tmp_path, monkeypatch)
     run_cli("pull", "v1", "--remote", target)
     pin_from_cache(cache, "v1")
+    return cache
+
+
+def test_a_pull_with_cache_max_size_evicts_least_recently_used_and_keeps_pins(settings, target, tmp_path,
+                                                                               monkeypatch):
+    cache = limited_with_v1_pinned(settings, tmp_path, monkeypatch, target, "250KB")
     run_cli("pull", "v2", "--remote", target)
     assert cached(cache) == {"v1", "v2"}
     out = run_cli("pull", "v3", "--remote", target)
@@ -365,11 +374,7 @@ def test_a_pull_with_cache_max_size_evicts_least_recently_used_and_keeps_pins(se
 
 def test_a_pull_that_cannot_get_under_cache_max_size_says_so_and_succeeds(settings, file_target, tmp_path,
                                                                           monkeypatch):
-    three_versions(settings, tmp_path, file_target)
-    set_cache_max_size(settings, "50KB")
-    cache = other_machine(tmp_path, monkeypatch)
-    run_cli("pull", "v1", "--remote", file_target)
-    pin_from_cache(cache, "v1")
+    cache = limited_with_v1_pinned(settings, tmp_path, monkeypatch, file_target, "50KB")
     out = run_cli("pull", "v2", "--remote", file_target)
     assert "Pulled emotion:v2" in out.stdout
     assert "stays at 200.0 KB, above 50.0 KB" in out.stderr and "emotion:v1 pinned by" in out.stderr
@@ -385,10 +390,35 @@ def test_without_cache_max_size_a_pull_evicts_nothing(settings, file_target, tmp
     assert cached(cache) == {"v1", "v2", "v3"}
 
 
-def test_holds_of_finished_pulls_are_removed(settings, file_target, tmp_path, monkeypatch):
+def test_finished_pulls_and_pushes_leave_no_hold_and_record_their_use(settings, file_target, tmp_path,
+                                                                       monkeypatch):
+    three_versions(settings, tmp_path, file_target)
+    pushed = json.loads((Cache(settings.cache_dir).root / "usage" / "emotion" / "v1.json").read_text())
+    assert pushed["action"] == "push" and list((settings.cache_dir / "holds").iterdir()) == []
+    cache = other_machine(tmp_path, monkeypatch)
+    run_cli("pull", "v1", "--remote", file_target)
+    first = json.loads((cache.root / "usage" / "emotion" / "v1.json").read_text())["used_at"]
+    again = run_cli("pull", "v1", "--remote", file_target)
+    assert "from the local cache" in again.stdout
+    assert json.loads((cache.root / "usage" / "emotion" / "v1.json").read_text())["used_at"] > first
+    assert list((cache.root / "holds").iterdir()) == []
+    assert listing()["versions"][0]["in_use"] == []
+
+
+def test_a_recent_hold_from_another_host_protects_its_version_and_an_old_one_does_not(settings, file_target,
+                                                                                     tmp_path, monkeypatch):
     three_versions(settings, tmp_path, file_target)
     cache = other_machine(tmp_path, monkeypatch)
     run_cli("pull", "v1", "--remote", file_target)
-    run_cli("pull", "v1", "--remote", file_target)  # served from the cache
-    wait_until(lambda: not any((cache.root / "holds").iterdir()), timeout=5)
-    assert shutil.disk_usage(cache.root).total > 0
+    manifest = cache.load_manifest(Ref("emotion", "v1"))
+    assert manifest is not None
+    hold = cache.root / "holds" / "gpu-7.4242.0123456789ab.json"
+    hold.parent.mkdir(parents=True, exist_ok=True)
+    record = {"format": 1, "host": "gpu-7.elsewhere", "pid": 4242, "process_start": "1", "created": time.time(),
+              "name": "emotion", "version": "v1", "action": "load", "blobs": [e.sha256 for e in manifest.files]}
+    hold.write_text(json.dumps(record))
+    out = run_cli("cache", "prune", "--max-size", "0")
+    assert "KEPT  emotion:v1  (in use (load by pid 4242 on gpu-7.elsewhere))" in out.stdout
+    hold.write_text(json.dumps({**record, "created": time.time() - 2 * DAY}))
+    out = run_cli("cache", "prune", "--max-size", "0")
+    assert "REMOVED  emotion:v1" in out.stdout and not hold.exists()
