@@ -422,3 +422,23 @@ def test_a_recent_hold_from_another_host_protects_its_version_and_an_old_one_doe
     hold.write_text(json.dumps({**record, "created": time.time() - 2 * DAY}))
     out = run_cli("cache", "prune", "--max-size", "0")
     assert "REMOVED  emotion:v1" in out.stdout and not hold.exists()
+
+
+def test_a_blob_no_version_has_named_for_a_day_goes_with_its_fingerprint(settings, file_target, tmp_path,
+                                                                         monkeypatch):
+    three_versions(settings, tmp_path, file_target)
+    cache = other_machine(tmp_path, monkeypatch)
+    for version in ("v1", "v2"):
+        run_cli("pull", version, "--remote", file_target)
+    blobs = {version: json.loads(cache.read_manifest_bytes(Ref("emotion", version)) or b"")["files"][0]["sha256"]
+             for version in ("v1", "v2")}
+    for version in ("v1", "v2"):
+        cache.manifest_path(Ref("emotion", version)).unlink()  # as a crash between blobs and manifest leaves it
+    old = cache.blob_path(blobs["v1"])
+    os.utime(old, (time.time() - 2 * DAY, time.time() - 2 * DAY), follow_symlinks=False)
+    fingerprint = cache.root / "fingerprints" / blobs["v1"][:2] / f"{blobs['v1']}.json"
+    assert fingerprint.exists()
+    out = json.loads(run_cli("cache", "prune", "--json").stdout)
+    assert {"kind": "blob no cached version names", "bytes": SIZE, "path": str(old)} in out["leftovers"]
+    assert not old.exists() and not fingerprint.exists()
+    assert cache.blob_path(blobs["v2"]).exists()  # too recent: may belong to a running ingest

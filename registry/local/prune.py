@@ -158,14 +158,21 @@ def prune(settings: Settings, plan: PrunePlan, *, dry_run: bool = False) -> Prun
             result.kept_blobs.append(sha)
             continue
         result.freed += remove(cache.blob_path(sha))
-        remove(cache.root / "fingerprints" / sha[:2] / f"{sha}.json")
+        remove(fingerprint_path(cache, sha))
     for leftover in plan.leftovers:
         if leftover.sha256 is not None and leftover.sha256 in in_use:
             continue
         freed = remove(leftover.path)
         result.freed += freed if leftover.size else 0
         result.removed_leftovers.append(leftover)
+        if leftover.sha256 is not None and leftover.path == cache.blob_path(leftover.sha256):
+            remove(fingerprint_path(cache, leftover.sha256))
     return result
+
+
+def fingerprint_path(cache: Cache, sha256: str) -> Path:
+    """Where `Cache` records a blob's verified fingerprint (removed with the blob)."""
+    return cache.root / "fingerprints" / sha256[:2] / f"{sha256}.json"
 
 
 def referenced_blobs(cache: Cache) -> set[str]:
