@@ -12,7 +12,7 @@ from typing import Optional
 
 import typer
 
-from modelreg.cli import model_commands, moving_commands, remote_commands
+from modelreg.cli import cache_commands, model_commands, moving_commands, remote_commands
 from modelreg.cli.context import AcceptHostKey, JsonOption, RemoteOption, current_settings, ref_of, resolve
 from modelreg.cli.errors import (
     BROKEN_PIPE,
@@ -227,6 +227,7 @@ app.command("export")(moving_commands.export)
 app.command("import")(moving_commands.import_archive)
 app.command("copy")(moving_commands.copy)
 app.command("mirror")(moving_commands.mirror)
+app.add_typer(cache_commands.cache_app, name="cache")
 
 
 def hoist_global_options(args: list[str]) -> list[str]:

@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from modelreg.progress import SilentProgress
+from modelreg.units import human_size as human_size  # re-exported: commands format sizes with it
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -108,12 +109,3 @@ def progress_reporter(quiet: bool):
 def print_json(data) -> None:
     """Machine-readable output: plain JSON on stdout, nothing else."""
     sys.stdout.write(json.dumps(data, indent=2, sort_keys=True) + "\n")
-
-
-def human_size(size: int) -> str:
-    value = float(size)
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if value < 1000 or unit == "TB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1000
-    return f"{size} B"

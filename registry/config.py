@@ -9,6 +9,7 @@ The config file is TOML (`config.toml` in the config directory):
     data_dirs = ["/data/wav2vec"]
     stall_timeout = 30          # seconds without a byte from a remote before giving up
     trusted_keys = ["/etc/modelreg/release.pub"]
+    cache_max_size = "20G"      # evict least recently used versions after a pull (modelreg.local.prune)
 
     [remotes.team]
     url = "s3://models/speech"
@@ -30,6 +31,7 @@ import platformdirs
 from modelreg.errors import ConfigError, UsageError
 from modelreg.storage.base import DEFAULT_STALL_TIMEOUT, stall_timeout_of
 from modelreg.storage.schemes import BACKENDS, backend_for_url, check_remote_options, storable_option_keys
+from modelreg.units import parse_size
 
 APP = "modelreg"
 DEFAULT_MODEL_NAME = "emotion"
@@ -77,6 +79,8 @@ class Settings:
     """True when the flag or MODELREG_STALL_TIMEOUT set it: then it beats a remote's own option."""
     offline: bool = False
     """Never contact a remote: pulls are served from the cache (`--offline`, `MODELREG_OFFLINE=1`)."""
+    cache_max_size: int | None = None
+    """Bytes the cache may hold after a pull (`MODELREG_CACHE_MAX_SIZE`, `cache_max_size`); None: no limit."""
 
     @property
     def known_hosts_path(self) -> Path:
@@ -138,6 +142,7 @@ class Settings:
             stall_timeout=stall,
             stall_timeout_forced=forced is not None,
             offline=bool(offline) or parse_switch(env.get("MODELREG_OFFLINE"), "MODELREG_OFFLINE"),
+            cache_max_size=cache_max_size_of(env.get("MODELREG_CACHE_MAX_SIZE"), data.get("cache_max_size")),
         )
 
     def with_workspace(self, workspace: Path) -> Settings:
@@ -198,6 +203,16 @@ def parse_switch(value: str | None, name: str) -> bool:
     raise ConfigError(f"Invalid {name}={value!r}: use 1 (on) or 0 (off).")
 
 
+def cache_max_size_of(from_env: str | None, from_file: str | int | None) -> int | None:
+    """`MODELREG_CACHE_MAX_SIZE`, else the config's `cache_max_size` (checked on reading), in bytes."""
+    if from_env:
+        try:
+            return parse_size(from_env, "MODELREG_CACHE_MAX_SIZE")
+        except UsageError as exc:
+            raise ConfigError(str(exc)) from None
+    return None if from_file is None else parse_size(from_file)
+
+
 def check_remote_url(url: str) -> str:
     """Reject URLs of an unknown scheme or without a location, naming the forms that work (backend table)."""
     backend_for_url(url)
@@ -247,6 +262,12 @@ def check_config_values(data: dict, path: Path) -> None:
             check_name(data["default_model"], "model name")
         except UsageError as exc:
             raise bad("default_model", data["default_model"], "a model name such as \"emotion\"") from exc
+    if "cache_max_size" in data:
+        try:
+            parse_size(data["cache_max_size"])
+        except UsageError as exc:
+            raise bad("cache_max_size", data["cache_max_size"], 'a size such as "20G", "500MB" or "1.5GiB" '
+                      '(K/M/G/T are powers of 1000, KiB/MiB/GiB/TiB of 1024), or a number of bytes') from exc
     for key in _PATH_LIST_KEYS:
         value = data.get(key)
         if value is not None and (not isinstance(value, list) or not all(isinstance(v, str) for v in value)):

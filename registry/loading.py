@@ -21,6 +21,7 @@ from modelreg.errors import NotFound, RemoteError, RemoteUnreachableWarning
 from modelreg.families import family_for
 from modelreg.local.cache import Cache
 from modelreg.local.materialize import materialize
+from modelreg.local.usage import hold_version
 from modelreg.manifest import FileEntry, Manifest
 from modelreg.progress import ProgressReporter
 from modelreg.refs import Ref, parse_ref
@@ -104,7 +105,11 @@ def pull_or_use_cache(settings: Settings, cache: Cache, ref: Ref, remote: str | 
 
 
 def load_verified(cache: Cache, verified: VerifiedManifest) -> Any:
-    """Hand a gated manifest to its family; private copies are deleted when it returns."""
+    """Hand a gated manifest to its family; private copies are deleted when it returns.
+
+    The version is held against prune until this process exits (`modelreg.local.usage`).
+    """
+    hold_version(cache, verified.manifest, "load")
     family = family_for(str(verified.manifest.model.get("family")))
     with tempfile.TemporaryDirectory(prefix="modelreg-load-") as private:
         return family.load(CachedBundle(cache, verified), private_dir=Path(private),

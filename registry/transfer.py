@@ -16,6 +16,8 @@ Guarantees:
   are immutable. A tag always asks the remote, except with `settings.offline`,
   where it resolves through the version it pointed at when last pulled (with a
   note saying so). Offline, nothing else ever opens a remote.
+- pull, push and load hold the version they use against `modelreg cache prune`
+  (`modelreg.local.usage`); a successful pull then enforces `cache_max_size`.
 """
 
 from __future__ import annotations
@@ -37,6 +39,8 @@ from modelreg.hashing import hash_bytes
 from modelreg.layout import SIGNATURE_NAME, SUMS_NAME, blob_key, tag_key, version_key
 from modelreg.local.cache import Cache
 from modelreg.local.materialize import materialize
+from modelreg.local.prune import enforce_cache_limit
+from modelreg.local.usage import hold_version, holds_released
 from modelreg.local.workspace import pin
 from modelreg.manifest import FileEntry, Manifest
 from modelreg.progress import ProgressReporter, SilentProgress
@@ -140,6 +144,7 @@ def run_all(storage: Storage, func, items: list) -> list:
     return results
 
 
+@holds_released
 def push(settings: Settings, ref: Ref, spec: RemoteSpec, *, sign_key: Path | None = None,
          passphrase: bytes | None = None, reporter: ProgressReporter | None = None,
          repair: bool = False) -> PushResult:
@@ -156,6 +161,7 @@ def push(settings: Settings, ref: Ref, spec: RemoteSpec, *, sign_key: Path | Non
         settings, cache, ref, fix=f"Create it with 'modelreg ingest {ref.version} --from DIR' or "
                                   f"'modelreg train {ref.version}', or pull it first.")
     manifest, manifest_bytes = verified.manifest, verified.data
+    hold_version(cache, manifest, "push")
     signature = sign_bundle(manifest, manifest_bytes, sign_key, passphrase) if sign_key else None
     storage = open_storage(spec)
     try:
@@ -243,6 +249,7 @@ def _check_same_version(remote_bytes: bytes, manifest_bytes: bytes, ref: Ref, sp
             f"under a new version name.")
 
 
+@holds_released
 def pull(settings: Settings, ref: Ref, spec: RemoteSpec, *, dest: Path | None = None,
          allow_downgrade: bool = False, reporter: ProgressReporter | None = None) -> PullResult:
     """Fetch a version (or tag) into the verified cache, and optionally into `dest`.
@@ -262,6 +269,7 @@ def pull(settings: Settings, ref: Ref, spec: RemoteSpec, *, dest: Path | None = 
         version_ref = Ref(manifest.name, manifest.version)
         signature = read_small(storage, version_key(manifest.name, manifest.version, SIGNATURE_NAME))
         verified = verify_manifest(settings, version_ref, manifest_bytes, signature, spec.label)
+        hold_version(cache, manifest, "pull")
         result = PullResult(manifest=manifest, remote=spec.label, signature=verified.status)
         is_tag = ref.version != manifest.version
         if is_tag:
@@ -280,9 +288,11 @@ def pull(settings: Settings, ref: Ref, spec: RemoteSpec, *, dest: Path | None = 
         remember_tag(cache, ref, manifest, manifest_bytes)
     if dest is not None:
         result.dest = materialize(cache, manifest, manifest_bytes, dest, signature)
+    result.notes += enforce_cache_limit(settings, manifest)
     return result
 
 
+@holds_released
 def pull_from_cache(settings: Settings, cache: Cache, ref: Ref, spec: RemoteSpec, *,
                     dest: Path | None = None, reporter: ProgressReporter | None = None) -> PullResult | None:
     """A pull served by the cache alone, or None when the remote must be asked.
@@ -319,6 +329,7 @@ def pull_from_cache(settings: Settings, cache: Cache, ref: Ref, spec: RemoteSpec
         raise NotFound(f"{ref} is not in the local cache {cache.root}, and --offline (or "
                        f"MODELREG_OFFLINE) forbids asking {spec.label}. Cached: "
                        f"{', '.join(cached_versions(cache)) or 'nothing'}. Pull it once online.")
+    hold_version(cache, verified.manifest, "pull")
     result = PullResult(manifest=verified.manifest, remote=spec.label, signature=verified.status,
                         notes=notes, from_cache=True)
     damaged = [entry for entry in unique_blobs(verified.manifest)
@@ -330,6 +341,7 @@ def pull_from_cache(settings: Settings, cache: Cache, ref: Ref, spec: RemoteSpec
                        f"Pull it again online.")
     if dest is not None:
         result.dest = materialize(cache, verified.manifest, verified.data, dest, verified.signature)
+    result.notes += enforce_cache_limit(settings, verified.manifest)
     return result
 
 
