@@ -39,7 +39,6 @@ from modelreg.hashing import hash_bytes
 from modelreg.layout import SIGNATURE_NAME, SUMS_NAME, blob_key, tag_key, version_key
 from modelreg.local.cache import Cache
 from modelreg.local.materialize import materialize
-from modelreg.local.prune import enforce_cache_limit
 from modelreg.local.usage import hold_version, holds_released
 from modelreg.local.workspace import pin
 from modelreg.manifest import FileEntry, Manifest
@@ -288,7 +287,7 @@ def pull(settings: Settings, ref: Ref, spec: RemoteSpec, *, dest: Path | None = 
         remember_tag(cache, ref, manifest, manifest_bytes)
     if dest is not None:
         result.dest = materialize(cache, manifest, manifest_bytes, dest, signature)
-    result.notes += enforce_cache_limit(settings, manifest)
+    result.notes += _enforce_cache_limit(settings, manifest)
     return result
 
 
@@ -341,8 +340,17 @@ def pull_from_cache(settings: Settings, cache: Cache, ref: Ref, spec: RemoteSpec
                        f"Pull it again online.")
     if dest is not None:
         result.dest = materialize(cache, verified.manifest, verified.data, dest, verified.signature)
-    result.notes += enforce_cache_limit(settings, verified.manifest)
+    result.notes += _enforce_cache_limit(settings, verified.manifest)
     return result
+
+
+def _enforce_cache_limit(settings: Settings, manifest: Manifest) -> list[str]:
+    """`modelreg.local.prune.enforce_cache_limit`, imported only when a limit is configured."""
+    if settings.cache_max_size is None:
+        return []
+    from modelreg.local.prune import enforce_cache_limit
+
+    return enforce_cache_limit(settings, manifest)
 
 
 def _servable(cache: Cache, verified, spec: RemoteSpec) -> bool:
