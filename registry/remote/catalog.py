@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from modelreg.config import RemoteSpec, Settings
 from modelreg.errors import IntegrityError, InvalidArtifact, NotFound, RegistryError, UsageError
+from modelreg.hashing import hash_bytes
 from modelreg.layout import SIGNATURE_NAME, version_key
 from modelreg.local.cache import Cache
 from modelreg.manifest import Manifest
@@ -111,23 +112,23 @@ def describe(settings: Settings, ref: Ref, spec: RemoteSpec) -> VersionInfo:
 
 def describe_cached(settings: Settings, cache: Cache, ref: Ref, spec: RemoteSpec) -> VersionInfo:
     """A version (or, offline, a tag through the version it last pointed at) from the cache alone."""
-    version_ref, location, seen = ref, "local cache only (not pushed)", None
+    version_ref, data = ref, cache.read_manifest_bytes(ref)
+    location = "local cache only (not pushed)"
     if settings.offline:
         location = f"local cache (--offline: {spec.label} not asked)"
-        seen = cache.read_tag_seen(ref) if cache.read_manifest_bytes(ref) is None else None
+        seen = cache.read_tag_seen(ref) if data is None else None
         if seen is not None:
             version_ref = Ref(ref.name, seen["version"])
             location += f"; tag {ref.version} as last seen {seen['created']}"
-    data = cache.read_manifest_bytes(version_ref)
-    if seen is not None and data is not None and hashlib.sha256(data).hexdigest() != seen["manifest_sha256"]:
-        data = None  # the cached manifest is not the one the tag pointed at
+            data = cache.read_manifest_bytes(version_ref)
+            if data is not None and hash_bytes(data) != seen["manifest_sha256"]:
+                data = None  # the cached manifest is not the one the tag pointed at
     if data is None:
         raise NotFound(f"{ref} is not in the local cache {cache.root}, and --offline (or MODELREG_OFFLINE) "
                        f"forbids asking {spec.label}. Pull it once online, or see 'modelreg cache list'.")
     manifest = Manifest.from_bytes(data, source=f"the local cache ({version_ref})")
-    return VersionInfo(manifest=manifest, digest=hashlib.sha256(data).hexdigest(), location=location,
-                       cached=True, signature=signature_summary(settings, manifest, data,
-                                                                cache.read_signature(version_ref)))
+    return VersionInfo(manifest=manifest, digest=hash_bytes(data), location=location, cached=True,
+                       signature=signature_summary(settings, manifest, data, cache.read_signature(version_ref)))
 
 
 def signature_summary(settings: Settings, manifest: Manifest, manifest_bytes: bytes,
