@@ -199,7 +199,7 @@ def push(settings: Settings, ref: Ref, spec: RemoteSpec, *, sign_key: Path | Non
             if storage.stat(sums_key) is None:
                 storage.write(sums_key, manifest.sha256sums().encode())
             if signature is not None:
-                result.signed = _publish_signature(storage, ref, signature)
+                result.signed = publish_signature(storage, ref, signature)
                 cache.save_signature(ref, signature)
         pin(settings.workspace, manifest)
         cache.remember_published(ref, spec.url)
@@ -221,7 +221,7 @@ def _repair(cache: Cache, storage: Storage, ref: Ref, manifest: Manifest, manife
     return result
 
 
-def _publish_signature(storage: Storage, ref: Ref, signature: bytes) -> bool:
+def publish_signature(storage: Storage, ref: Ref, signature: bytes) -> bool:
     """Store model.sig create-only; False when the version already carries a signature (kept)."""
     try:
         storage.write(version_key(ref.name, ref.version, SIGNATURE_NAME), signature, create_only=True)

@@ -39,7 +39,7 @@ from modelreg.refs import Ref
 from modelreg.remote.index import Tag, fetch_manifest, list_tags, read_small, write_tag
 from modelreg.storage import open_storage
 from modelreg.storage.base import Storage
-from modelreg.transfer import require_online, run_all, unique_blobs
+from modelreg.transfer import publish_signature, require_online, run_all, unique_blobs
 from modelreg.trust.gate import VerifiedManifest, verify_manifest
 from modelreg.trust.policy import SignatureStatus
 from modelreg.upload import upload_blob
@@ -134,12 +134,7 @@ def copy_version(settings: Settings, ref: Ref, source: Storage, dest: Storage, *
     if dest.stat(sums_key) is None:
         dest.write(sums_key, manifest.sha256sums().encode())
     if verified.signature is not None:
-        try:
-            dest.write(version_key(manifest.name, manifest.version, SIGNATURE_NAME), verified.signature,
-                       create_only=True)
-            result.signature_copied = True
-        except AlreadyExists:
-            pass
+        result.signature_copied = publish_signature(dest, version_ref, verified.signature)
     if tags:
         digest = hash_bytes(data)
         for tag in list_tags(source, manifest.name):
