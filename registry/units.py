@@ -4,7 +4,7 @@ Both parsers raise UsageError naming the option (or config key) and showing form
 work, so a command can hand them a flag's text unchecked. Sizes follow `human_size`:
 K, M, G and T (with or without a trailing B) are powers of 1000; KiB, MiB, GiB and TiB are
 powers of 1024; a bare number is bytes. Durations need a unit (s, m, h, d, w): `90` alone
-is refused, because minutes and seconds are both plausible readings.
+is refused, because minutes and seconds are both plausible readings (`0` alone is zero).
 
 >>> parse_size("1.5GiB")
 1610612736
@@ -45,7 +45,7 @@ def parse_size(text: str | int, what: str = "size") -> int:
 def parse_duration(text: str, what: str = "duration") -> float:
     """Seconds in `text`; UsageError naming `what` when it is not a number with a unit."""
     number, unit = _split(text, what, "a duration")
-    factor = DURATION_UNITS.get(unit.lower()) if unit else None
+    factor = DURATION_UNITS.get(unit.lower()) if unit else (1 if number == 0 else None)
     if factor is None:
         raise _bad(what, text, "a duration")
     return number * factor
@@ -81,3 +81,11 @@ def human_duration(seconds: float) -> str:
         if unit != "w" and (seconds >= factor or unit == "s"):
             return f"{int(max(seconds, 0) // factor)}{unit}"
     return "0s"
+
+
+def format_duration(seconds: float) -> str:
+    """The largest whole unit that fits, for messages: 86400 -> '1d', 5400 -> '90m', 1.5 -> '1.5s'."""
+    for unit, size in sorted(DURATION_UNITS.items(), key=lambda item: -item[1]):
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds // size:g}{unit}"
+    return f"{seconds:g}s"

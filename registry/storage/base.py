@@ -13,7 +13,7 @@ What a backend can and cannot promise differs (an S3 server may ignore
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Protocol, Self, runtime_checkable
 
@@ -46,11 +46,68 @@ TEMP_PREFIX = ".incoming-"
 """Temp files of uploads in progress (file://, SSH) are `TEMP_PREFIX + <32 hex> + "-" + target name`."""
 
 
+def temp_target(name: str) -> str | None:
+    """The name of the file a temp file (see `TEMP_PREFIX`) is uploading, or None for any other name."""
+    if not name.startswith(TEMP_PREFIX):
+        return None
+    unique, dash, target = name[len(TEMP_PREFIX):].partition("-")
+    if dash and target and len(unique) == 32 and all(char in "0123456789abcdef" for char in unique):
+        return target
+    return None
+
+
 def is_temp_of(name: str, target: str) -> bool:
     """Is `name` a temp file (see `TEMP_PREFIX`) of an upload to the file named `target`?"""
-    unique = name[len(TEMP_PREFIX):len(TEMP_PREFIX) + 32]
-    return (name.startswith(TEMP_PREFIX) and name[len(TEMP_PREFIX) + 32:] == f"-{target}"
-            and len(unique) == 32 and all(char in "0123456789abcdef" for char in unique))
+    return temp_target(name) == target
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    """One stored object, as `Storage.list_info` reports it."""
+
+    key: str
+    size: int
+    mtime: float
+    """When it was last written (POSIX seconds, by the server's clock)."""
+    age: float
+    """Seconds from `mtime` to the listing (>= 0), by the server's clock where the backend can read
+    it (S3: the response's `Date` header), else this machine's (file://, SSH: the mtimes are
+    the server's, the clock is ours; a skewed clock makes objects look older or younger)."""
+
+
+@dataclass(frozen=True)
+class UploadInfo:
+    """An unfinished upload (`Storage.list_uploads`): a temp file or an incomplete multipart upload."""
+
+    key: str
+    """The key the upload would have published."""
+    upload_id: str
+    """The backend's name for it, for `remove_upload`: the temp file's key (file://, SSH) or the
+    multipart upload id (S3)."""
+    size: int | None
+    """Bytes it holds (a temp file's size, the sum of a multipart upload's parts), when known."""
+    age: float
+    """Seconds since its last write (a temp file's mtime, a multipart upload's initiation or
+    latest part), measured as for `ObjectInfo.age`."""
+
+
+def temp_upload(key: str, size: int, age: float) -> UploadInfo | None:
+    """The unfinished upload whose temp file is `key` (file://, SSH), or None when `key` is not a temp file."""
+    directory, _, name = key.rpartition("/")
+    target = temp_target(name)
+    if target is None:
+        return None
+    return UploadInfo(key=f"{directory}/{target}" if directory else target, upload_id=key, size=size,
+                      age=max(0.0, age))
+
+
+def temp_key_of(upload: UploadInfo) -> str:
+    """The temp file's key of an upload from `temp_upload`; UsageError for anything else, so that
+    `remove_upload` can never delete an object."""
+    if temp_upload(upload.upload_id, 0, 0) != replace(upload, size=0, age=0):
+        raise UsageError(f"{upload.upload_id!r} is not the temp file of an upload of {upload.key!r}; "
+                         f"nothing was removed.")
+    return upload.upload_id
 
 
 class Cancelled(Exception):
@@ -152,8 +209,31 @@ class Storage(Protocol):
         `progress` is called with byte counts as the upload advances.
         """
 
+    def list_info(self, prefix: str) -> list[ObjectInfo]:
+        """`list` with each object's size, modification time and age, sorted by key.
+
+        `prefix` names a directory ("blobs/" and "blobs" are the same; "" is the root).
+        A symbolic link or other non-regular file is listed as it is (file://, SSH:
+        its own size and mtime, never its target's).
+        """
+
+    def list_uploads(self, prefix: str) -> list[UploadInfo]:
+        """Every unfinished upload under `prefix` (recursively), young or old, sorted by key.
+
+        What a killed (or still running) writer leaves: on file:// and SSH its temp file
+        (see `TEMP_PREFIX`), on S3 an incomplete multipart upload (which no listing shows
+        but whose parts are stored). A young one may be an upload in progress: the caller
+        decides by `age` what is abandoned.
+        """
+
     def list(self, prefix: str) -> list[str]:
         """All keys under `prefix` (recursively), sorted; empty when none. Temp files are never listed."""
+
+    def remove_upload(self, upload: UploadInfo) -> None:
+        """Remove what `upload` (from `list_uploads`) holds; one already gone is not an error.
+
+        Never touches `upload.key` itself.
+        """
 
     def delete(self, key: str) -> None:
         """Remove `key`; a missing key is not an error."""
@@ -205,6 +285,18 @@ class StorageBase:
         """Raise `Cancelled` once `cancel()` was called."""
         if self.cancelled.is_set():
             raise Cancelled(f"transfer with {self.url} cancelled")
+
+    def list(self, prefix: str) -> list[str]:
+        return [info.key for info in self.list_info(prefix)]  # type: ignore[attr-defined]
+
+    def remove_stale_uploads(self, key: str, older_than: float) -> int:
+        """As the protocol says, through `list_uploads` of the key's directory and `remove_upload`."""
+        directory = key.rpartition("/")[0]
+        stale = [upload for upload in self.list_uploads(directory)  # type: ignore[attr-defined]
+                 if upload.key == key and upload.age >= older_than]
+        for upload in stale:
+            self.remove_upload(upload)  # type: ignore[attr-defined]
+        return len(stale)
 
     def close(self) -> None:
         """Nothing to release."""

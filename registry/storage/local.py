@@ -14,13 +14,23 @@ import stat as stat_mode
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from modelreg.config import RemoteSpec
 from modelreg.errors import AlreadyExists, LocalIOError, NotFound, RemoteError, UsageError
 from modelreg.hashing import CHUNK_SIZE, HashingReader, Progress
-from modelreg.storage.base import TEMP_PREFIX, Capabilities, Sink, StorageBase, is_temp_of
+from modelreg.storage.base import (
+    TEMP_PREFIX,
+    Capabilities,
+    ObjectInfo,
+    Sink,
+    StorageBase,
+    UploadInfo,
+    temp_key_of,
+    temp_upload,
+)
 
 
 def root_from_url(url: str) -> Path:
@@ -142,34 +152,37 @@ class LocalStorage(StorageBase):
                 src.close()
             temp.unlink(missing_ok=True)
 
-    def list(self, prefix: str) -> list[str]:
-        base = self._path(prefix.rstrip("/")) if prefix.strip("/") else self.root
-        if not base.is_dir():
-            return []
-        keys = []
-        for dirpath, _dirs, files in os.walk(base):
-            for name in files:
-                if name.startswith(TEMP_PREFIX):
-                    continue
-                keys.append(Path(dirpath, name).relative_to(self.root).as_posix())
-        return sorted(keys)
-
-    def remove_stale_uploads(self, key: str, older_than: float) -> int:
-        target = self._path(key)
-        cutoff = time.time() - older_than
-        removed = 0
+    def _walk(self, prefix: str) -> Iterator[tuple[str, os.stat_result]]:
+        """(key, lstat) of every file under `prefix`, temp files included; symlinks are not followed."""
+        base = self._path(prefix.strip("/")) if prefix.strip("/") else self.root
+        if not base.is_dir() or (base != self.root and base.is_symlink()):
+            return
         try:
-            with os.scandir(target.parent) as entries:
-                for entry in entries:
-                    if is_temp_of(entry.name, target.name) and entry.stat(follow_symlinks=False).st_mtime <= cutoff:
-                        os.unlink(entry.path)
-                        removed += 1
-        except FileNotFoundError:
-            return removed
+            for dirpath, _dirs, files in os.walk(base):
+                for name in files:
+                    path = Path(dirpath, name)
+                    try:
+                        info = path.lstat()
+                    except FileNotFoundError:  # removed while listing
+                        continue
+                    yield path.relative_to(self.root).as_posix(), info
         except OSError as exc:
-            raise RemoteError(f"Cannot remove stale temp files in {target.parent}: "
-                              f"{exc.strerror or exc}.") from exc
-        return removed
+            raise RemoteError(f"Cannot list {base}: {exc.strerror or exc}.") from exc
+
+    def list_info(self, prefix: str) -> list[ObjectInfo]:
+        now = time.time()
+        return sorted((ObjectInfo(key, info.st_size, info.st_mtime, max(0.0, now - info.st_mtime))
+                       for key, info in self._walk(prefix) if not key.rpartition("/")[2].startswith(TEMP_PREFIX)),
+                      key=lambda item: item.key)
+
+    def list_uploads(self, prefix: str) -> list[UploadInfo]:
+        now = time.time()
+        uploads = (temp_upload(key, info.st_size, now - info.st_mtime) for key, info in self._walk(prefix))
+        return sorted((upload for upload in uploads if upload is not None),
+                      key=lambda upload: (upload.key, upload.upload_id))
+
+    def remove_upload(self, upload: UploadInfo) -> None:
+        self.delete(temp_key_of(upload))
 
     def delete(self, key: str) -> None:
         try:

@@ -51,9 +51,18 @@ from s3transfer.subscribers import BaseSubscriber
 from modelreg.config import RemoteSpec
 from modelreg.errors import AlreadyExists, ConfigError, NotFound, RegistryError, RemoteError, UsageError
 from modelreg.hashing import CHUNK_SIZE, HashingReader, Progress, is_sha256_hex
-from modelreg.storage.base import Cancelled, Capabilities, Sink, StorageBase, stall_timeout_of
-from modelreg.storage.s3.cleanup import abort_stale_uploads
+from modelreg.storage.base import (
+    Cancelled,
+    Capabilities,
+    ObjectInfo,
+    Sink,
+    StorageBase,
+    UploadInfo,
+    stall_timeout_of,
+)
+from modelreg.storage.s3.cleanup import abort_stale_uploads, abort_upload
 from modelreg.storage.s3.errors import ADVICE, STALLS, STREAM_ERRORS, not_an_s3_server, translate_error
+from modelreg.storage.s3.listing import list_multipart_uploads, list_objects
 
 MiB = 1 << 20
 PART_SIZE = 16 * MiB
@@ -442,32 +451,33 @@ class S3Storage(StorageBase):
 
     # -- list, delete, close --------------------------------------------------
 
-    def list(self, prefix: str) -> list[str]:
-        root = f"{self.prefix}/" if self.prefix else ""
-        directory = prefix.strip("/")
-        keys: list[str] = []
-        try:
-            pages = self._client.get_paginator("list_objects_v2").paginate(
-                Bucket=self.bucket, Prefix=f"{root}{directory}/" if directory else root)
-            for page in pages:
-                keys.extend(item["Key"][len(root):] for item in page.get("Contents", ())
-                            if not item["Key"].endswith("/"))
-        except (ClientError, BotoCoreError) as exc:
-            raise self._error(exc, "list", prefix) from exc
-        return sorted(keys)
+    def list_info(self, prefix: str) -> list[ObjectInfo]:
+        """As the protocol says; ages by the server's clock (`modelreg.storage.s3.listing`)."""
+        return self._translated("list", prefix, list_objects, self._client, self.bucket, self.prefix, prefix)
+
+    def list_uploads(self, prefix: str) -> list[UploadInfo]:
+        """The incomplete multipart uploads under `prefix` (`list_multipart_uploads`)."""
+        return self._translated("list unfinished uploads in", prefix, list_multipart_uploads, self._client,
+                                self.bucket, self.prefix, prefix)
+
+    def remove_upload(self, upload: UploadInfo) -> None:
+        self._translated("abort an unfinished upload of", upload.key, abort_upload, self._client, self.bucket,
+                         self._key(upload.key), upload.upload_id)
 
     def remove_stale_uploads(self, key: str, older_than: float) -> int:
         """Abort unfinished multipart uploads of `key` idle for `older_than` seconds (`abort_stale_uploads`)."""
-        try:
-            return abort_stale_uploads(self._client, self.bucket, self._key(key), older_than)
-        except (ClientError, BotoCoreError) as exc:
-            raise self._error(exc, "clean up unfinished uploads of", key) from exc
+        return self._translated("clean up unfinished uploads of", key, abort_stale_uploads, self._client,
+                                self.bucket, self._key(key), older_than)
 
     def delete(self, key: str) -> None:
+        self._translated("delete", key, self._client.delete_object, Bucket=self.bucket, Key=self._key(key))
+
+    def _translated(self, action: str, key: str, call, *args, **kwargs):
+        """`call(*args, **kwargs)`, with botocore's errors raised as `RegistryError`s naming `action`."""
         try:
-            self._client.delete_object(Bucket=self.bucket, Key=self._key(key))
+            return call(*args, **kwargs)
         except (ClientError, BotoCoreError) as exc:
-            raise self._error(exc, "delete", key) from exc
+            raise self._error(exc, action, key) from exc
 
     def close(self) -> None:
         """Stop the download threads and close the HTTP connections; calling it twice is harmless."""

@@ -11,32 +11,33 @@ a skewed local clock does not matter. A bucket lifecycle rule
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
+from botocore.exceptions import ClientError
+
+from modelreg.storage.s3.errors import not_an_s3_server
+from modelreg.storage.s3.listing import server_time, upload_activity
 
 
 def abort_stale_uploads(client, bucket: str, key: str, older_than: float) -> int:
     """Abort the unfinished multipart uploads of exactly `key` idle for `older_than` seconds;
     returns how many. Raises botocore's errors (the backend translates them)."""
     listing = client.list_multipart_uploads(Bucket=bucket, Prefix=key)
-    server_now = _server_time(listing["ResponseMetadata"].get("HTTPHeaders", {}).get("date"))
+    server_now = server_time(listing)
     aborted = 0
     for upload in listing.get("Uploads", ()):
         if upload.get("Key") != key:
             continue
-        parts = client.list_parts(Bucket=bucket, Key=key, UploadId=upload["UploadId"]).get("Parts", ())
-        last_activity = max([upload["Initiated"], *(part["LastModified"] for part in parts)])
+        _size, last_activity = upload_activity(client, bucket, upload)
         if (server_now - last_activity).total_seconds() >= older_than:
             client.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload["UploadId"])
             aborted += 1
     return aborted
 
 
-def _server_time(date_header: str | None) -> datetime:
-    """The server's clock from its `Date` header, else this machine's."""
+def abort_upload(client, bucket: str, key: str, upload_id: str) -> None:
+    """Abort one multipart upload; one already completed or aborted is not an error.
+    Raises botocore's other errors."""
     try:
-        if date_header:
-            return parsedate_to_datetime(date_header)
-    except (TypeError, ValueError):
-        pass
-    return datetime.now(UTC)
+        client.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") not in ("NoSuchUpload", "404") or not_an_s3_server(exc):
+            raise

@@ -33,7 +33,16 @@ import paramiko
 from modelreg.config import RemoteSpec
 from modelreg.errors import AlreadyExists, IntegrityError, NotFound, RegistryError, RemoteError
 from modelreg.hashing import HashingReader, Progress
-from modelreg.storage.base import TEMP_PREFIX, Capabilities, Sink, StorageBase, is_temp_of
+from modelreg.storage.base import (
+    TEMP_PREFIX,
+    Capabilities,
+    ObjectInfo,
+    Sink,
+    StorageBase,
+    UploadInfo,
+    temp_key_of,
+    temp_upload,
+)
 from modelreg.storage.ssh.connect import ConnectOptions, KeyFiles, open_transport, resolve_target
 from modelreg.storage.ssh.errors import TRANSFER_ERRORS, SSHErrors, errno_of, is_connection_failure
 from modelreg.storage.ssh.hostkeys import HostKeyVerifier
@@ -141,10 +150,12 @@ class SSHStorage(StorageBase):
                 if created and not published:
                     self._remove_quietly(session, temp)
 
-    def list(self, prefix: str) -> list[str]:
+    def _walk(self, prefix: str) -> list[tuple[str, paramiko.SFTPAttributes]]:
+        """(key, attributes) of every file under `prefix`, temp files included; symlinks are not followed
+        (SFTP's readdir reports a link as a link)."""
         with self._session() as session:
             base = self._path(prefix.strip("/")) if prefix.strip("/") else self._root_path
-            keys: list[str] = []
+            found: list[tuple[str, paramiko.SFTPAttributes]] = []
             directories = [base]
             while directories:
                 directory = directories.pop()
@@ -158,26 +169,28 @@ class SSHStorage(StorageBase):
                     full = posixpath.join(directory, entry.filename)
                     if stat_mode.S_ISDIR(entry.st_mode or 0):
                         directories.append(full)
-                    elif not entry.filename.startswith(TEMP_PREFIX):
-                        keys.append(posixpath.relpath(full, self._root_path))
-            return sorted(keys)
+                    else:
+                        found.append((posixpath.relpath(full, self._root_path), entry))
+            return found
 
-    def remove_stale_uploads(self, key: str, older_than: float) -> int:
+    def list_info(self, prefix: str) -> list[ObjectInfo]:
         """As the protocol says; ages compare the server's mtimes with this machine's clock."""
-        with self._session() as session:
-            target = self._path(key)
-            directory, name = posixpath.split(target)
-            cutoff = time.time() - older_than
-            removed = 0
-            try:
-                for entry in session.sftp.listdir_attr(directory):
-                    if is_temp_of(entry.filename, name) and (entry.st_mtime or 0) <= cutoff:
-                        session.sftp.remove(posixpath.join(directory, entry.filename))
-                        removed += 1
-            except TRANSFER_ERRORS as exc:
-                if errno_of(exc) != errno.ENOENT:
-                    self._fail(exc, "clean up old temp files in", directory)
-            return removed
+        now = time.time()
+        return sorted((ObjectInfo(key, entry.st_size or 0, entry.st_mtime or 0,
+                                  max(0.0, now - (entry.st_mtime or 0)))
+                       for key, entry in self._walk(prefix) if not entry.filename.startswith(TEMP_PREFIX)),
+                      key=lambda item: item.key)
+
+    def list_uploads(self, prefix: str) -> list[UploadInfo]:
+        """As the protocol says; ages compare the server's mtimes with this machine's clock."""
+        now = time.time()
+        uploads = (temp_upload(key, entry.st_size or 0, now - (entry.st_mtime or 0))
+                   for key, entry in self._walk(prefix))
+        return sorted((upload for upload in uploads if upload is not None),
+                      key=lambda upload: (upload.key, upload.upload_id))
+
+    def remove_upload(self, upload: UploadInfo) -> None:
+        self.delete(temp_key_of(upload))
 
     def delete(self, key: str) -> None:
         with self._session() as session:

@@ -1,0 +1,75 @@
+"""Listing an S3 registry root: keys with size, modification time and age, and unfinished uploads.
+
+Ages are measured against the server's clock (the `Date` header of the same response),
+so a skewed local clock does not make a young object look old. S3's `LastModified` is
+when an object's upload completed (a multipart upload: when it was initiated, on AWS),
+with a resolution of one second on some servers; an age below zero is reported as 0.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+
+from modelreg.storage.base import ObjectInfo, UploadInfo
+
+
+def server_time(response: dict) -> datetime:
+    """The server's clock from a response's `Date` header, else this machine's."""
+    date_header = response.get("ResponseMetadata", {}).get("HTTPHeaders", {}).get("date")
+    try:
+        if date_header:
+            return parsedate_to_datetime(date_header)
+    except (TypeError, ValueError):
+        pass
+    return datetime.now(UTC)
+
+
+def directory_prefix(root: str, prefix: str) -> str:
+    """The S3 key prefix of the directory `prefix` under the registry `root` (both without slashes)."""
+    directory = prefix.strip("/")
+    base = f"{root}/" if root else ""
+    return f"{base}{directory}/" if directory else base
+
+
+def list_objects(client, bucket: str, root: str, prefix: str) -> list[ObjectInfo]:
+    """Every object under `prefix`, keys relative to `root`, sorted. Raises botocore's errors."""
+    strip = len(f"{root}/") if root else 0
+    found = []
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket,
+                                                                 Prefix=directory_prefix(root, prefix)):
+        now = server_time(page)
+        for item in page.get("Contents", ()):
+            if item["Key"].endswith("/"):
+                continue
+            modified = item["LastModified"]
+            found.append(ObjectInfo(key=item["Key"][strip:], size=item["Size"], mtime=modified.timestamp(),
+                                    age=max(0.0, (now - modified).total_seconds())))
+    return sorted(found, key=lambda info: info.key)
+
+
+def list_multipart_uploads(client, bucket: str, root: str, prefix: str) -> list[UploadInfo]:
+    """Every incomplete multipart upload under `prefix`, with its parts' total size and its age since
+    its last activity (initiation or latest part). Raises botocore's errors."""
+    strip = len(f"{root}/") if root else 0
+    found = []
+    for page in client.get_paginator("list_multipart_uploads").paginate(Bucket=bucket,
+                                                                        Prefix=directory_prefix(root, prefix)):
+        now = server_time(page)
+        for upload in page.get("Uploads", ()):
+            size, last_activity = upload_activity(client, bucket, upload)
+            found.append(UploadInfo(key=upload["Key"][strip:], upload_id=upload["UploadId"], size=size,
+                                    age=max(0.0, (now - last_activity).total_seconds())))
+    return sorted(found, key=lambda upload: (upload.key, upload.upload_id))
+
+
+def upload_activity(client, bucket: str, upload: dict) -> tuple[int, datetime]:
+    """(bytes stored in its parts, time of its last activity) of one multipart upload from a listing."""
+    size, last_activity = 0, upload["Initiated"]
+    pages = client.get_paginator("list_parts").paginate(Bucket=bucket, Key=upload["Key"],
+                                                        UploadId=upload["UploadId"])
+    for page in pages:
+        for part in page.get("Parts", ()):
+            size += part.get("Size", 0)
+            last_activity = max(last_activity, part["LastModified"])
+    return size, last_activity
