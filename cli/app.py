@@ -12,7 +12,7 @@ from typing import Optional
 
 import typer
 
-from modelreg.cli import cache_commands, model_commands, moving_commands, remote_commands
+from modelreg.cli import cache_commands, model_commands, moving_commands, remote_commands, space_commands
 from modelreg.cli.context import AcceptHostKey, JsonOption, RemoteOption, current_settings, ref_of, resolve
 from modelreg.cli.errors import (
     BROKEN_PIPE,
@@ -228,6 +228,8 @@ app.command("import")(moving_commands.import_archive)
 app.command("copy")(moving_commands.copy)
 app.command("mirror")(moving_commands.mirror)
 app.add_typer(cache_commands.cache_app, name="cache")
+app.command("delete")(space_commands.delete)
+app.command("gc")(space_commands.gc)
 
 
 def hoist_global_options(args: list[str]) -> list[str]:

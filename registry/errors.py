@@ -109,3 +109,8 @@ class RemoteError(RegistryError, OSError):
 
 class RemoteUnreachableWarning(UserWarning):
     """`modelreg.load` went on with a cached version because the remote could not be reached."""
+
+
+class InUse(RegistryError):
+    """Something still depends on what an operation would remove (a tag on a version to delete);
+    the message names it and says how to go ahead anyway (`--force`)."""

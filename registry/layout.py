@@ -63,3 +63,20 @@ def versions_from_keys(name: str, keys: list[str]) -> list[str]:
         if len(parts) == 2 and parts[1] == MANIFEST_NAME:
             found.append(parts[0])
     return sorted(found)
+
+
+def digest_of_blob_key(key: str) -> str | None:
+    """The sha256 a key under `blobs/` stores (the inverse of `blob_key`), or None for any other key."""
+    parts = key.split("/")
+    if len(parts) == 4 and parts[:2] == ["blobs", "sha256"] and is_sha256_hex(parts[3]) \
+            and parts[2] == parts[3][:2]:
+        return parts[3]
+    return None
+
+
+def version_of_key(key: str) -> tuple[str, str, str] | None:
+    """(name, version, file name) of a key inside a version directory, or None for any other key."""
+    parts = key.split("/")
+    if len(parts) == 4 and parts[0] == "models" and all(_NAME.fullmatch(part) for part in parts[1:3]):
+        return parts[1], parts[2], parts[3]
+    return None

@@ -257,6 +257,13 @@ class Cache:
             path = self.manifest_path(ref).with_suffix(".remotes")
             atomic_write(path, json.dumps(sorted({*urls, remote_url})).encode())
 
+    def forget_published(self, ref: Ref, remote_url: str) -> None:
+        """Record that `remote_url` no longer holds version `ref` (it was deleted there)."""
+        urls = self.published_on(ref)
+        if remote_url in urls:
+            path = self.manifest_path(ref).with_suffix(".remotes")
+            atomic_write(path, json.dumps(sorted(urls - {remote_url})).encode())
+
     def published_on(self, ref: Ref) -> set[str]:
         """The remotes known to hold version `ref`; empty when unknown or unreadable."""
         data = read_regular(self.manifest_path(ref).with_suffix(".remotes"))
