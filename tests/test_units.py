@@ -8,13 +8,13 @@ from modelreg.errors import UsageError
 from modelreg.units import format_duration, parse_duration, parse_size
 
 
-@pytest.mark.parametrize(("text", "seconds"), [("0", 0), ("0s", 0), ("90", 90), ("30m", 1800), ("24h", 86400),
+@pytest.mark.parametrize(("text", "seconds"), [("0", 0), ("0s", 0), ("90s", 90), ("30m", 1800), ("24h", 86400),
                                                ("7d", 604800), ("1w", 604800), ("1.5h", 5400), (" 2 H ", 7200)])
 def test_parse_duration_accepts_a_number_with_a_unit(text, seconds):
     assert parse_duration(text) == seconds
 
 
-@pytest.mark.parametrize("text", ["", "soon", "-1h", "5y", "1h30m", "h"])
+@pytest.mark.parametrize("text", ["", "soon", "-1h", "5y", "1h30m", "h", "90"])
 def test_parse_duration_refuses_anything_else_naming_what(text):
     with pytest.raises(UsageError, match="Invalid --grace"):
         parse_duration(text, "--grace")
