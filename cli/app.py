@@ -12,8 +12,23 @@ from typing import Optional
 
 import typer
 
-from modelreg.cli import cache_commands, model_commands, moving_commands, remote_commands, space_commands
-from modelreg.cli.context import AcceptHostKey, JsonOption, RemoteOption, current_settings, ref_of, resolve
+from modelreg.cli import (
+    cache_commands,
+    lifecycle_commands,
+    model_commands,
+    moving_commands,
+    remote_commands,
+    space_commands,
+)
+from modelreg.cli.context import (
+    AcceptHostKey,
+    AllowYanked,
+    JsonOption,
+    RemoteOption,
+    current_settings,
+    ref_of,
+    resolve,
+)
 from modelreg.cli.errors import (
     BROKEN_PIPE,
     EXIT_CODES_HELP,
@@ -118,6 +133,7 @@ def pull(ref: str = typer.Argument(..., help="[NAME:]VERSION or a tag"),
                                              help="Also write the files here under their original names."),
          allow_downgrade: bool = typer.Option(False, "--allow-downgrade",
                                               help="Accept a tag that moved back to an older version."),
+         allow_yanked: bool = AllowYanked,
          remote: Optional[str] = RemoteOption, accept_new_host_key: bool = AcceptHostKey) -> None:
     """Download a version into the verified local cache (and optionally into --dest)."""
     from modelreg.transfer import pull as pull_version
@@ -125,7 +141,7 @@ def pull(ref: str = typer.Argument(..., help="[NAME:]VERSION or a tag"),
     settings, spec = resolve(remote, accept_new_host_key)
     with progress_reporter(State.quiet) as reporter:
         result = pull_version(settings, ref_of(settings, ref), spec, dest=dest,
-                              allow_downgrade=allow_downgrade, reporter=reporter)
+                              allow_downgrade=allow_downgrade, allow_yanked=allow_yanked, reporter=reporter)
         for note in result.notes:
             reporter.message(f"Warning: {note}")
     got = sum(e.size for e in result.downloaded)
@@ -147,10 +163,13 @@ def tag(ref: str = typer.Argument(..., help="The version (or tag) to point at"),
         remote: Optional[str] = RemoteOption, accept_new_host_key: bool = AcceptHostKey) -> None:
     """Point TAG at a version on the remote (tags move; versions never change)."""
     from modelreg.layout import check_name
-    from modelreg.transfer import tag as tag_version
+    from modelreg.tag_moves import move_tag
 
     settings, spec = resolve(remote, accept_new_host_key)
-    new_tag = tag_version(settings, ref_of(settings, ref), check_name(tag_name, "tag"), spec)
+    moved = move_tag(settings, ref_of(settings, ref), check_name(tag_name, "tag"), spec)
+    new_tag = moved.tag
+    for note in moved.notes:
+        stderr.print(f"Warning: {note}", highlight=False, markup=False, soft_wrap=True)
     stdout.print(f"Tag {new_tag.name}:{new_tag.tag} -> {new_tag.version} (manifest "
                  f"{new_tag.manifest_sha256[:12]}) on {spec.label}.", highlight=False)
 
@@ -230,6 +249,10 @@ app.command("mirror")(moving_commands.mirror)
 app.add_typer(cache_commands.cache_app, name="cache")
 app.command("delete")(space_commands.delete)
 app.command("gc")(space_commands.gc)
+app.command("yank")(lifecycle_commands.yank)
+app.command("unyank")(lifecycle_commands.unyank)
+app.command("tag-history")(lifecycle_commands.tag_history)
+app.command("rollback")(lifecycle_commands.rollback)
 
 
 def hoist_global_options(args: list[str]) -> list[str]:

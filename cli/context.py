@@ -18,6 +18,8 @@ RemoteOption = typer.Option(None, "--remote", "-r", help="Remote name or URL (de
 AcceptHostKey = typer.Option(False, "--accept-new-host-key",
                              help="SSH only: trust and record an unknown host key (like OpenSSH accept-new).")
 JsonOption = typer.Option(False, "--json", help="Print machine-readable JSON.")
+AllowYanked = typer.Option(False, "--allow-yanked", help="Use a version even though its publisher "
+                           "withdrew it (yanked); the reason is still printed.")
 
 
 def current_settings() -> Settings:

@@ -15,7 +15,7 @@ from modelreg.errors import IntegrityError, RegistryError, RemoteError, Untruste
 EXIT_CODES: tuple[tuple[type[BaseException], int, str], ...] = (
     (UsageError, 2, "usage error"),
     (IntegrityError, 3, "verification failed (a digest, size or pin did not match)"),
-    (UntrustedError, 4, "untrusted (unsigned, unknown key or host key, downgrade)"),
+    (UntrustedError, 4, "untrusted (unsigned, unknown key or host key, downgrade, yanked)"),
     (RemoteError, 5, "remote unreachable or refused"),
     (RegistryError, 1, "failure"),
 )

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from modelreg.cli.context import JsonOption, RemoteOption, current_settings
+from modelreg.cli.context import AllowYanked, JsonOption, RemoteOption, current_settings
 from modelreg.cli.errors import State
 from modelreg.cli.output import human_size, print_json, progress_reporter, stderr, stdout
 from modelreg.errors import UsageError
@@ -103,6 +103,7 @@ def train(ref: str = typer.Argument(..., help="[NAME:]VERSION to create, e.g. v9
 def predict(ref: str = typer.Argument(..., help="[NAME:]VERSION or a tag"),
             files: list[Path] = typer.Argument(..., help=".npz feature files to classify"),
             remote: Optional[str] = RemoteOption,
+            allow_yanked: bool = AllowYanked,
             json_output: bool = JsonOption) -> None:
     """Classify utterances with a verified model (pulled if needed)."""
     from modelreg.families.v9.data import load_utterance
@@ -110,7 +111,7 @@ def predict(ref: str = typer.Argument(..., help="[NAME:]VERSION or a tag"),
 
     utterances = [load_utterance(path, require_label=False) for path in files]
     with progress_reporter(State.quiet or json_output) as reporter:
-        bundle = load(ref, remote, settings=current_settings(), reporter=reporter)
+        bundle = load(ref, remote, settings=current_settings(), reporter=reporter, allow_yanked=allow_yanked)
     if not hasattr(bundle, "predict"):
         raise UsageError(f"{ref} is not a model that predicts (it loads as {type(bundle).__name__}); "
                          f"'modelreg predict' needs a v9 bundle.")

@@ -77,13 +77,15 @@ def list_versions(name: Optional[str] = typer.Argument(None, help="Only this mod
     if infos:
         from rich.table import Table
 
-        table = Table("model", "version", "tags", "size", "created", "manifest", "cached",
+        table = Table("model", "version", "tags", "size", "created", "manifest", "cached", "yanked",
                       title=f"{spec.label}")
         for info in infos:
             m = info.manifest
             table.add_row(m.name, m.version, ", ".join(info.tags), human_size(m.total_size), m.created,
-                          info.digest[:12], "yes" if info.cached else "")
+                          info.digest[:12], "yes" if info.cached else "",
+                          f"YANKED: {info.yanked.reason}" if info.yanked else "")
         stdout.print(table)
+    warn_yanked_tags(infos)
     for entry in listing.broken:
         stderr.print(f"Warning: skipped {entry.key}: {entry.error}", highlight=False, soft_wrap=True)
     if listing.broken:
@@ -108,6 +110,9 @@ def show(ref: str = typer.Argument(..., help="[NAME:]VERSION or a tag"),
     stdout.print(f"created {m.created}  at {info.location}  tags: {', '.join(info.tags) or '-'}",
                  highlight=False)
     stdout.print(f"signature: {info.signature}", highlight=False)
+    if info.yanked:
+        stdout.print(f"YANKED: {info.yanked.describe()}", highlight=False, markup=False)
+    warn_yanked_tags([info])
     from rich.table import Table
 
     files = Table("path", "role", "size", "sha256")
@@ -127,6 +132,15 @@ def show(ref: str = typer.Argument(..., help="[NAME:]VERSION or a tag"),
         for key, value in sorted(m.metrics.items()):
             metrics.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
         stdout.print(metrics)
+
+
+def warn_yanked_tags(infos) -> None:
+    """A warning on stderr for each tag that points at a yanked version (pulls through it are refused)."""
+    for info in infos:
+        for tag in info.tags if info.yanked else []:
+            stderr.print(f"Warning: tag {info.manifest.name}:{tag} points at {info.manifest.ref}, which is "
+                         f"yanked ({info.yanked.reason}); pulls through the tag are refused unless "
+                         f"--allow-yanked.", highlight=False, markup=False, soft_wrap=True)
 
 
 def paths(json_output: bool = JsonOption) -> None:

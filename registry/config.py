@@ -10,6 +10,7 @@ The config file is TOML (`config.toml` in the config directory):
     stall_timeout = 30          # seconds without a byte from a remote before giving up
     trusted_keys = ["/etc/modelreg/release.pub"]
     cache_max_size = "20G"      # evict least recently used versions after a pull (modelreg.local.prune)
+    yank_check_interval = 3600  # seconds a cached version's "not yanked" answer is trusted
 
     [remotes.team]
     url = "s3://models/speech"
@@ -38,6 +39,7 @@ DEFAULT_MODEL_NAME = "emotion"
 REMOTE_OPTION_KEYS = storable_option_keys()
 """Options a remote may store, from the backend table (`modelreg.storage.schemes`)."""
 URL_SCHEMES = tuple(BACKENDS)
+DEFAULT_YANK_CHECK_INTERVAL = 3600.0
 
 
 @dataclass(frozen=True)
@@ -81,6 +83,8 @@ class Settings:
     """Never contact a remote: pulls are served from the cache (`--offline`, `MODELREG_OFFLINE=1`)."""
     cache_max_size: int | None = None
     """Bytes the cache may hold after a pull (`MODELREG_CACHE_MAX_SIZE`, `cache_max_size`); None: no limit."""
+    yank_check_interval: float = DEFAULT_YANK_CHECK_INTERVAL
+    """Seconds a cached version is served on the remote's last "not yanked" answer (`modelreg.yanking`)."""
 
     @property
     def known_hosts_path(self) -> Path:
@@ -143,6 +147,9 @@ class Settings:
             stall_timeout_forced=forced is not None,
             offline=bool(offline) or parse_switch(env.get("MODELREG_OFFLINE"), "MODELREG_OFFLINE"),
             cache_max_size=cache_max_size_of(env.get("MODELREG_CACHE_MAX_SIZE"), data.get("cache_max_size")),
+            yank_check_interval=parse_check_interval(env.get("MODELREG_YANK_CHECK_INTERVAL"),
+                                                     "MODELREG_YANK_CHECK_INTERVAL",
+                                                     data.get("yank_check_interval"), str(config_path)),
         )
 
     def with_workspace(self, workspace: Path) -> Settings:
@@ -211,6 +218,19 @@ def cache_max_size_of(from_env: str | None, from_file: str | int | None) -> int 
         except UsageError as exc:
             raise ConfigError(str(exc)) from None
     return None if from_file is None else parse_size(from_file)
+def parse_check_interval(from_env: str | None, env_name: str, from_config, config_origin: str) -> float:
+    """`yank_check_interval`: the environment's value, else the config file's, else the default (>= 0)."""
+    value, origin = (from_env, env_name) if from_env else (from_config, config_origin)
+    if value is None:
+        return DEFAULT_YANK_CHECK_INTERVAL
+    try:
+        seconds = float(value) if not isinstance(value, bool) else -1.0
+    except (TypeError, ValueError):
+        seconds = -1.0
+    if not seconds >= 0:
+        raise ConfigError(f"Invalid yank_check_interval {value!r} (from {origin}): give a number of "
+                          f"seconds, 0 or more (0: ask the remote on every pull of a cached version).")
+    return seconds
 
 
 def check_remote_url(url: str) -> str:

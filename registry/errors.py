@@ -99,6 +99,14 @@ class UntrustedError(RegistryError, PermissionError):
     """A bundle is unsigned, signed by an unknown key, or an older version than the tag pointed at."""
 
 
+class Yanked(UntrustedError):
+    """The publisher withdrew (yanked) this version; refused unless the caller allows yanked versions.
+
+    An UntrustedError (exit 4) like a downgrade: the bytes are intact, but using them
+    goes against what the registry says, and an explicit flag (`--allow-yanked`) overrides.
+    """
+
+
 class LocalIOError(RegistryError, OSError):
     """Writing to the local cache or a destination failed (disk full, read-only, permissions)."""
 

@@ -4,7 +4,10 @@
     models/<name>/<version>/manifest.json  the immutable manifest (the commit point)
     models/<name>/<version>/SHA256SUMS     `sha256sum -c` view of the manifest
     models/<name>/<version>/model.sig      optional signature (OpenSSF model signing)
+    models/<name>/<version>/yanked.json    the version was withdrawn: who, when, why (create-only)
+    models/<name>/<version>/yanked.sig     optional signature over yanked.json's exact bytes
     tags/<name>/<tag>.json                 {"name", "version", "manifest_sha256"}
+    tag-history/<name>/<tag>/<stamp>-<random>.json  one create-only record per tag move (+ .sig)
 
 Pure functions only, so a user can browse a registry with `ls` and `cat`.
 """
@@ -19,6 +22,8 @@ from modelreg.hashing import is_sha256_hex
 MANIFEST_NAME = "manifest.json"
 SUMS_NAME = "SHA256SUMS"
 SIGNATURE_NAME = "model.sig"
+YANK_NAME = "yanked.json"
+YANK_SIGNATURE_NAME = "yanked.sig"
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
@@ -51,6 +56,28 @@ def version_key(name: str, version: str, filename: str = MANIFEST_NAME) -> str:
 
 def tag_key(name: str, tag: str) -> str:
     return f"tags/{check_name(name, 'model name')}/{check_name(tag, 'tag')}.json"
+
+
+def tag_history_prefix(name: str, tag: str) -> str:
+    """Where the move records of one tag live: outside tags/, which holds only tag files."""
+    return f"tag-history/{check_name(name, 'model name')}/{check_name(tag, 'tag')}/"
+
+
+_RECORD_ID = re.compile(r"[0-9]{8}T[0-9]{6}\.[0-9]{6}Z-[0-9a-f]{8}")
+
+
+def tag_history_key(name: str, tag: str, record_id: str, suffix: str = ".json") -> str:
+    """The key of one move record (`suffix` ".sig" for its signature); ids sort by time."""
+    if not _RECORD_ID.fullmatch(record_id):
+        raise UsageError(f"Not a tag history record id: {record_id!r}.")
+    return f"{tag_history_prefix(name, tag)}{record_id}{suffix}"
+
+
+def record_ids_from_keys(name: str, tag: str, keys: list[str]) -> list[str]:
+    """The ids of the move records among `keys` listed under `tag_history_prefix`, newest first."""
+    prefix = tag_history_prefix(name, tag)
+    found = [key[len(prefix):-len(".json")] for key in keys if key.startswith(prefix) and key.endswith(".json")]
+    return sorted((record_id for record_id in found if _RECORD_ID.fullmatch(record_id)), reverse=True)
 
 
 def versions_from_keys(name: str, keys: list[str]) -> list[str]:

@@ -23,7 +23,7 @@ from modelreg.local.cache import Cache
 from modelreg.local.materialize import materialize
 from modelreg.local.usage import hold_version
 from modelreg.manifest import FileEntry, Manifest
-from modelreg.progress import ProgressReporter
+from modelreg.progress import ProgressReporter, SilentProgress
 from modelreg.refs import Ref, parse_ref
 from modelreg.trust.gate import VerifiedManifest, open_cached_manifest, require_cached_manifest
 
@@ -52,7 +52,8 @@ class CachedBundle:
 
 
 def load(ref: str = "v9", remote: str | None = None, *, settings: Settings | None = None,
-         workspace: Path | None = None, reporter: ProgressReporter | None = None) -> Any:
+         workspace: Path | None = None, reporter: ProgressReporter | None = None,
+         allow_yanked: bool = False) -> Any:
     """Pull `ref` if it is not cached, verify everything, and return what its family loads.
 
     A v9 bundle loads as a `LoadedModel` (`.predict(features)`); a `files` bundle as
@@ -60,7 +61,8 @@ def load(ref: str = "v9", remote: str | None = None, *, settings: Settings | Non
     keys are found (see `modelreg.config.find_workspace`). Raises IntegrityError
     when any byte differs from the manifest (the damaged cache entry is removed, so
     pulling again repairs it), InvalidArtifact when the files do not fit together or
-    their family is not installed.
+    their family is not installed, Yanked when the version was withdrawn on the remote
+    (unless `allow_yanked`; see `modelreg.yanking` for when a cached version is re-checked).
     """
     settings = settings or Settings.resolve(workspace=workspace)
     if workspace is not None:
@@ -68,15 +70,20 @@ def load(ref: str = "v9", remote: str | None = None, *, settings: Settings | Non
     parsed = parse_ref(ref, settings.default_model)
     cache = Cache(settings.cache_dir)
     verified = open_cached_manifest(settings, cache, parsed)
-    if verified is None:
-        loaded = pull_or_use_cache(settings, cache, parsed, remote, reporter)
+    if verified is not None:
+        from modelreg.yanking import check_cached_yank
+
+        for note in check_cached_yank(settings, cache, parsed, settings.remote(remote), allow_yanked):
+            (reporter or SilentProgress()).message(f"Warning: {note}")
+    else:
+        loaded = pull_or_use_cache(settings, cache, parsed, remote, reporter, allow_yanked)
         verified = require_cached_manifest(settings, cache, loaded,
                                            fix="It was removed while being pulled; pull it again.")
     return load_verified(cache, verified)
 
 
 def pull_or_use_cache(settings: Settings, cache: Cache, ref: Ref, remote: str | None,
-                      reporter: ProgressReporter | None) -> Ref:
+                      reporter: ProgressReporter | None, allow_yanked: bool = False) -> Ref:
     """Pull `ref`; when the remote cannot be reached, fall back to what the cache holds for it.
 
     The fallback is what `--offline` would serve (a cached version, or a tag through the
@@ -87,10 +94,10 @@ def pull_or_use_cache(settings: Settings, cache: Cache, ref: Ref, remote: str | 
 
     spec = settings.remote(remote)
     try:
-        result = pull(settings, ref, spec, reporter=reporter)
+        result = pull(settings, ref, spec, reporter=reporter, allow_yanked=allow_yanked)
     except RemoteError as exc:
         try:
-            cached = pull_from_cache(replace(settings, offline=True), cache, ref, spec)
+            cached = pull_from_cache(replace(settings, offline=True), cache, ref, spec, allow_yanked=allow_yanked)
         except NotFound:
             raise exc from None
         assert cached is not None  # offline, pull_from_cache serves or raises

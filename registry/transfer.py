@@ -44,13 +44,15 @@ from modelreg.local.workspace import pin
 from modelreg.manifest import FileEntry, Manifest
 from modelreg.progress import ProgressReporter, SilentProgress
 from modelreg.refs import Ref
-from modelreg.remote.index import Tag, fetch_manifest, read_small, write_tag
+from modelreg.remote.index import Tag, fetch_manifest, read_small
 from modelreg.repair import GOOD, RepairResult, check_remote_blob, repair_metadata
 from modelreg.storage import open_storage
 from modelreg.storage.base import Storage
+from modelreg.tag_moves import check_tag_downgrade, move_tag
 from modelreg.trust.gate import open_cached_manifest, require_cached_manifest, verify_manifest
-from modelreg.trust.policy import SignatureStatus, check_tag_not_downgraded, remember_tag, sign_bundle
+from modelreg.trust.policy import SignatureStatus, remember_tag, sign_bundle
 from modelreg.upload import upload_blob
+from modelreg.yanking import check_cached_yank, enforce_yank, read_signature_and_yank
 
 
 @dataclass
@@ -250,29 +252,33 @@ def _check_same_version(remote_bytes: bytes, manifest_bytes: bytes, ref: Ref, sp
 
 @holds_released
 def pull(settings: Settings, ref: Ref, spec: RemoteSpec, *, dest: Path | None = None,
-         allow_downgrade: bool = False, reporter: ProgressReporter | None = None) -> PullResult:
+         allow_downgrade: bool = False, allow_yanked: bool = False,
+         reporter: ProgressReporter | None = None) -> PullResult:
     """Fetch a version (or tag) into the verified cache, and optionally into `dest`.
 
     Before any blob is transferred, the manifest is checked against the workspace pin,
     its signature against the trusted keys, and a tag against the version it last
-    pointed at (refusing a move back to an older version unless `allow_downgrade`).
+    pointed at (refusing a move back to an older version unless `allow_downgrade`, or a
+    trusted-signed rollback: `modelreg.tag_moves`), and a yanked version is refused unless
+    `allow_yanked` (`modelreg.yanking`).
     """
     reporter = reporter or SilentProgress()
     cache = Cache(settings.cache_dir)
-    cached = pull_from_cache(settings, cache, ref, spec, dest=dest, reporter=reporter)
+    cached = pull_from_cache(settings, cache, ref, spec, dest=dest, reporter=reporter, allow_yanked=allow_yanked)
     if cached is not None:
         return cached
     storage = open_storage(spec)
     try:
         manifest, manifest_bytes = fetch_manifest(storage, ref)
         version_ref = Ref(manifest.name, manifest.version)
-        signature = read_small(storage, version_key(manifest.name, manifest.version, SIGNATURE_NAME))
+        signature, yank_found = read_signature_and_yank(settings, storage, version_ref)
         verified = verify_manifest(settings, version_ref, manifest_bytes, signature, spec.label)
         hold_version(cache, manifest, "pull")
         result = PullResult(manifest=manifest, remote=spec.label, signature=verified.status)
         is_tag = ref.version != manifest.version
+        result.notes += enforce_yank(cache, version_ref, spec, yank_found, allow_yanked, ref if is_tag else None)
         if is_tag:
-            note = check_tag_not_downgraded(cache, ref, manifest, allow_downgrade)
+            note = check_tag_downgrade(settings, cache, storage, ref, manifest, manifest_bytes, allow_downgrade)
             result.notes += [note] if note else []
         missing = [entry for entry in unique_blobs(manifest) if not _check_cached(cache, entry, result, reporter)]
         fetched = run_all(storage, lambda e: download_blob(cache, storage, e, reporter, version_ref), missing)
@@ -293,7 +299,8 @@ def pull(settings: Settings, ref: Ref, spec: RemoteSpec, *, dest: Path | None = 
 
 @holds_released
 def pull_from_cache(settings: Settings, cache: Cache, ref: Ref, spec: RemoteSpec, *,
-                    dest: Path | None = None, reporter: ProgressReporter | None = None) -> PullResult | None:
+                    dest: Path | None = None, reporter: ProgressReporter | None = None,
+                    allow_yanked: bool = False) -> PullResult | None:
     """A pull served by the cache alone, or None when the remote must be asked.
 
     `ref` is served when it names a version whose manifest and every blob are cached
@@ -302,7 +309,9 @@ def pull_from_cache(settings: Settings, cache: Cache, ref: Ref, spec: RemoteSpec
     NotFound listing what the cache holds. Each blob counts as cached only when its
     stat fingerprint is unchanged since it was verified, or it re-hashes correctly
     now (`_check_cached`); a corrupt one is deleted and the remote is asked after all.
-    `dest` gets bytes re-hashed while they are copied.
+    A yanked version is refused (`modelreg.yanking.check_cached_yank`: at most one small
+    read of the remote, once per `yank_check_interval`). `dest` gets bytes re-hashed
+    while they are copied.
     """
     reporter = reporter or SilentProgress()
     notes = []
@@ -329,6 +338,8 @@ def pull_from_cache(settings: Settings, cache: Cache, ref: Ref, spec: RemoteSpec
                        f"MODELREG_OFFLINE) forbids asking {spec.label}. Cached: "
                        f"{', '.join(cached_versions(cache)) or 'nothing'}. Pull it once online.")
     hold_version(cache, verified.manifest, "pull")
+    notes += check_cached_yank(settings, cache, verified.ref, spec, allow_yanked,
+                               ref if ref != verified.ref else None)
     result = PullResult(manifest=verified.manifest, remote=spec.label, signature=verified.status,
                         notes=notes, from_cache=True)
     damaged = [entry for entry in unique_blobs(verified.manifest)
@@ -401,17 +412,8 @@ def _check_cached(cache: Cache, entry: FileEntry, result: PullResult, reporter: 
 
 
 def tag(settings: Settings, ref: Ref, tag_name: str, spec: RemoteSpec) -> Tag:
-    """Point `tag_name` at the version `ref` names (a version or another tag) on the remote."""
-    require_online(settings, "tag on", spec)
-    storage = open_storage(spec)
-    try:
-        manifest, data = fetch_manifest(storage, ref)
-        new_tag = Tag(name=manifest.name, tag=tag_name, version=manifest.version,
-                      manifest_sha256=hash_bytes(data))
-        if storage.stat(version_key(manifest.name, tag_name)) is not None:
-            raise AlreadyExists(f"{manifest.name}:{tag_name} is a version on {spec.label}; a tag "
-                                f"cannot share its name. Pick another tag name.")
-        write_tag(storage, new_tag)
-        return new_tag
-    finally:
-        storage.close()
+    """Point `tag_name` at the version `ref` names (a version or another tag) on the remote.
+
+    The move is recorded in the tag's history first (`modelreg.tag_moves.move_tag`).
+    """
+    return move_tag(settings, ref, tag_name, spec).tag

@@ -8,11 +8,12 @@ from dataclasses import dataclass, field
 from modelreg.config import RemoteSpec, Settings
 from modelreg.errors import IntegrityError, InvalidArtifact, NotFound, RegistryError, UsageError
 from modelreg.hashing import hash_bytes
-from modelreg.layout import SIGNATURE_NAME, version_key
+from modelreg.layout import SIGNATURE_NAME, version_key, version_prefix, versions_from_keys
 from modelreg.local.cache import Cache
 from modelreg.manifest import Manifest
 from modelreg.refs import Ref
-from modelreg.remote.index import fetch_manifest, list_model_names, list_tags, list_versions, read_small
+from modelreg.remote.index import fetch_manifest, list_model_names, list_tags, read_small
+from modelreg.remote.yanks import Yank, read_yank, yanks_from_listing
 from modelreg.storage import open_storage
 from modelreg.trust.policy import check_bundle_signature
 
@@ -25,11 +26,12 @@ class VersionInfo:
     location: str = ""
     cached: bool = False
     signature: str = "unsigned"
+    yanked: Yank | None = None
 
     def to_dict(self) -> dict:
         return {"name": self.manifest.name, "version": self.manifest.version, "digest": self.digest,
                 "tags": self.tags, "location": self.location, "cached": self.cached,
-                "signature": self.signature,
+                "signature": self.signature, "yanked": self.yanked.to_dict() if self.yanked else None,
                 "manifest": self.manifest.to_dict()}
 
 
@@ -70,7 +72,9 @@ def list_remote(settings: Settings, spec: RemoteSpec, name: str | None = None) -
             broken_tags: list = []
             tags = list_tags(storage, model_name, broken=broken_tags)
             listing.broken += [BrokenEntry(key, str(exc)) for key, exc in broken_tags]
-            for version in list_versions(storage, model_name):
+            keys = storage.list(version_prefix(model_name))
+            yanks = yanks_from_listing(settings, storage, model_name, keys)
+            for version in versions_from_keys(model_name, keys):
                 try:
                     manifest, data = fetch_manifest(storage, Ref(model_name, version))
                 except (InvalidArtifact, IntegrityError, UsageError) as exc:
@@ -80,7 +84,7 @@ def list_remote(settings: Settings, spec: RemoteSpec, name: str | None = None) -
                 listing.versions.append(VersionInfo(
                     manifest=manifest, digest=digest, location=spec.label,
                     tags=sorted(t.tag for t in tags if t.version == version and t.manifest_sha256 == digest),
-                    cached=cache.read_manifest_bytes(Ref(model_name, version)) == data))
+                    cached=cache.read_manifest_bytes(Ref(model_name, version)) == data, yanked=yanks.get(version)))
         return listing
     finally:
         storage.close()
@@ -105,7 +109,8 @@ def describe(settings: Settings, ref: Ref, spec: RemoteSpec) -> VersionInfo:
         cached = cache.read_manifest_bytes(Ref(manifest.name, manifest.version)) == data
         signature = read_small(storage, version_key(manifest.name, manifest.version, SIGNATURE_NAME))
         return VersionInfo(manifest=manifest, digest=digest, tags=tags, location=spec.label, cached=cached,
-                           signature=signature_summary(settings, manifest, data, signature))
+                           signature=signature_summary(settings, manifest, data, signature),
+                           yanked=read_yank(settings, storage, Ref(manifest.name, manifest.version)))
     finally:
         storage.close()
 

@@ -8,10 +8,7 @@ names agree, so callers get one verified `(Manifest, bytes)` pair.
 from __future__ import annotations
 
 import io
-import json
 from dataclasses import dataclass
-from functools import lru_cache
-from importlib import resources
 
 from modelreg.errors import (
     InvalidArtifact,
@@ -24,6 +21,7 @@ from modelreg.hashing import HashingSink, hash_bytes, is_sha256_hex
 from modelreg.layout import tag_key, version_key, version_prefix, versions_from_keys
 from modelreg.manifest import MAX_MANIFEST_BYTES, Manifest, canonical_json
 from modelreg.refs import Ref
+from modelreg.remote.records import parse_record
 from modelreg.storage.base import Storage
 
 
@@ -93,33 +91,12 @@ def read_tag(storage: Storage, name: str, tag: str) -> Tag | None:
     if data is None:
         return None
     where = f"Tag file {key} on {storage.url}"
-    try:
-        raw = json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise InvalidArtifact(f"{where} is not valid UTF-8 JSON ({exc}); re-create it with "
-                              f"'modelreg tag'.") from exc
-    except RecursionError:
-        raise InvalidArtifact(f"{where} is nested too deeply to be a modelreg tag; re-create it with "
-                              f"'modelreg tag'.") from None
-    problems = sorted(_tag_validator().iter_errors(raw), key=lambda e: list(e.absolute_path))
-    if problems:
-        details = "; ".join(f"{'/'.join(str(p) for p in error.absolute_path) or '(top level)'}: "
-                            f"{error.message[:200]}" for error in problems[:3])
-        raise InvalidArtifact(f"{where} does not match the modelreg tag schema (format 1): {details}. "
-                              f"Re-create it with 'modelreg tag'.")
+    raw = parse_record(data, "tag-v1.schema.json", where, "modelreg tag", "re-create it with 'modelreg tag'.")
     parsed = Tag(name=raw["name"], tag=raw["tag"], version=raw["version"],
                  manifest_sha256=raw["manifest_sha256"])
     if not is_sha256_hex(parsed.manifest_sha256) or parsed.name != name or parsed.tag != tag:
         raise InvalidArtifact(f"{where} does not describe {name}:{tag}; re-create it with 'modelreg tag'.")
     return parsed
-
-
-@lru_cache(maxsize=1)
-def _tag_validator():
-    import jsonschema
-
-    text = resources.files("modelreg.schemas").joinpath("tag-v1.schema.json").read_text("utf-8")
-    return jsonschema.Draft202012Validator(json.loads(text))
 
 
 def write_tag(storage: Storage, tag: Tag) -> None:
