@@ -66,13 +66,17 @@ def add_unreachable(settings, kind: str) -> str:
     return "far"
 
 
-def published_on_far(settings) -> None:
-    """What a pull from (or push to) `far` records: that remote holds emotion:v9."""
+def published_on_far(settings, yank_checked: bool = True) -> None:
+    """What a pull from `far` records: that remote holds emotion:v9 and (just now) had not yanked it."""
     from modelreg.config import Settings
     from modelreg.local.cache import Cache
     from modelreg.refs import Ref
+    from modelreg.yanking import remember_yank
 
-    Cache(settings.cache_dir).remember_published(Ref("emotion", "v9"), Settings.resolve().remote("far").url)
+    cache, url = Cache(settings.cache_dir), Settings.resolve().remote("far").url
+    cache.remember_published(Ref("emotion", "v9"), url)
+    if yank_checked:
+        remember_yank(cache, Ref("emotion", "v9"), url, None)
 
 
 @pytest.fixture
@@ -107,6 +111,17 @@ def test_cached_version_pulls_without_connecting_even_online(kind, cached_v9, se
     out = run_cli("pull", "v9", "--remote", "far", env=env)
     assert "0 blob(s) downloaded, 2 already cached" in out.stdout
     assert not log.exists(), log.read_text()
+
+
+def test_a_cached_version_whose_yank_answer_is_stale_asks_the_remote(cached_v9, settings, guarded):
+    """Past yank_check_interval, one small read asks whether it was yanked; unreachable: say --offline."""
+    env, log = guarded
+    add_unreachable(settings, "ssh-unroutable-name")
+    published_on_far(settings, yank_checked=False)
+    result = run_cli("pull", "v9", "--remote", "far", env=env, expect=5)
+    assert "network use refused by the test guard" in result.stderr and "--offline" in result.stderr
+    assert log.exists()
+    run_cli("pull", "v9", "--remote", "far", "--offline", env=env)
 
 
 def test_a_local_version_never_published_there_asks_the_remote(cached_v9, settings, guarded):
