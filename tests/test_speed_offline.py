@@ -114,14 +114,33 @@ def test_cached_version_pulls_without_connecting_even_online(kind, cached_v9, se
 
 
 def test_a_cached_version_whose_yank_answer_is_stale_asks_the_remote(cached_v9, settings, guarded):
-    """Past yank_check_interval, one small read asks whether it was yanked; unreachable: say --offline."""
+    """Past yank_check_interval, one small read asks whether it was yanked; unreachable: the cached
+    version is used with a warning saying the remote was not asked (as `modelreg.load` does)."""
     env, log = guarded
     add_unreachable(settings, "ssh-unroutable-name")
     published_on_far(settings, yank_checked=False)
-    result = run_cli("pull", "v9", "--remote", "far", env=env, expect=5)
-    assert "network use refused by the test guard" in result.stderr and "--offline" in result.stderr
+    result = run_cli("pull", "v9", "--remote", "far", env=env)
+    assert "could not be reached to ask whether emotion:v9 was yanked" in result.stderr
+    assert "network use refused by the test guard" in result.stderr
     assert log.exists()
     run_cli("pull", "v9", "--remote", "far", "--offline", env=env)
+
+
+def test_a_remembered_yank_still_refuses_when_the_remote_is_unreachable(cached_v9, settings, guarded):
+    """Unreachable is not "not yanked": a yank the cache learned earlier keeps refusing (exit 4)."""
+    from modelreg.local.cache import Cache
+    from modelreg.refs import Ref
+    from modelreg.remote.yanks import Yank
+    from modelreg.yanking import remember_yank
+
+    env, _log = guarded
+    add_unreachable(settings, "ssh-unroutable-name")
+    published_on_far(settings, yank_checked=False)
+    yank = Yank.from_dict({"format_version": 1, "name": "emotion", "version": "v9", "manifest_sha256": "0" * 64,
+                           "reason": "bad labels", "yanked_by": "a@b", "yanked_at": "2026-01-01T00:00:00.000000Z"})
+    remember_yank(Cache(settings.cache_dir), Ref("emotion", "v9"), "http://elsewhere.invalid/", yank)
+    result = run_cli("pull", "v9", "--remote", "far", env=env, expect=4)
+    assert "bad labels" in result.stderr
 
 
 def test_a_local_version_never_published_there_asks_the_remote(cached_v9, settings, guarded):
