@@ -8,7 +8,7 @@ pull never import tensorflow.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 
@@ -39,7 +39,7 @@ from modelreg.cli.errors import (
     report,
     show_modelreg_warnings_plainly,
 )
-from modelreg.cli.output import human_size, print_json, progress_reporter, stderr, stdout
+from modelreg.cli.output import print_json, progress_reporter, stderr, stdout
 from modelreg.config import Settings
 from modelreg.errors import UsageError
 
@@ -91,29 +91,35 @@ def push(ref: str = typer.Argument(..., help="[NAME:]VERSION, e.g. v9"),
          repair: bool = typer.Option(False, "--repair", help="Re-verify every blob on the remote "
                                      "(reading it back) and replace damaged or missing ones, a missing "
                                      "manifest, SHA256SUMS or model.sig, from the verified cache."),
-         remote: Optional[str] = RemoteOption, accept_new_host_key: bool = AcceptHostKey) -> None:
+         to_all: bool = typer.Option(False, "--all", help="A remote with fallbacks: push to every one of "
+                                     "its URLs in order (default: the first only)."),
+         remote: Optional[str] = RemoteOption, accept_new_host_key: bool = AcceptHostKey,
+         json_output: bool = JsonOption) -> None:
     """Upload a cached version: missing blobs first, the manifest last (create-only)."""
+    from modelreg.cli.transfer_output import push_all_json, push_json, push_line
+    from modelreg.fallback import PlacePush, push_to_all, raise_for_push_failures
     from modelreg.transfer import push as push_version
 
     settings, spec = resolve(remote, accept_new_host_key)
     key = sign or (Path(settings.signing_key).expanduser() if settings.signing_key else None)
-    with progress_reporter(State.quiet) as reporter:
-        result = push_version(settings, ref_of(settings, ref), spec, sign_key=key,
-                              passphrase=key_passphrase(settings, key), reporter=reporter, repair=repair)
-    if result.repair is not None:
-        print_repair(result)
-        return
-    signed = " Signed: model.sig stored." if result.signed else (
-        " It already carries a signature (kept)." if key else "")
-    if result.already_published:
-        stdout.line(f"{result.manifest.ref} is already on {result.remote} with the same manifest "
-                    f"({result.manifest.digest[:12]}): nothing to do.{signed} If pulls of it fail, "
-                    f"repair it with 'modelreg push {result.manifest.ref} --repair'.")
-        return
-    sent = sum(e.size for e in result.uploaded)
-    stdout.line(f"Pushed {result.manifest.ref} to {result.remote}: {len(result.uploaded)} blob(s) "
-                f"uploaded ({human_size(sent)}), {len(result.skipped)} already there; manifest "
-                f"{result.manifest.digest[:12]}.{signed}")
+    options: dict[str, Any] = {"sign_key": key, "passphrase": key_passphrase(settings, key), "repair": repair}
+    with progress_reporter(State.quiet or json_output) as reporter:
+        if to_all:
+            outcomes = push_to_all(settings, ref_of(settings, ref), spec, reporter=reporter, **options)
+        else:
+            result = push_version(settings, ref_of(settings, ref), spec, reporter=reporter, **options)
+    if not to_all:
+        outcomes = [PlacePush(spec.label, result=result)]
+    if json_output:
+        print_json(push_all_json(outcomes) if to_all else push_json(result))
+    for outcome in () if json_output else outcomes:
+        if outcome.result is None:
+            stdout.line(f"FAILED: {outcome.label} (the error follows)")
+        elif outcome.result.repair is not None:
+            print_repair(outcome.result)
+        else:
+            stdout.line(push_line(outcome.result, key is not None))
+    raise_for_push_failures(outcomes)
 
 
 def print_repair(result) -> None:
@@ -133,28 +139,29 @@ def pull(ref: str = typer.Argument(..., help="[NAME:]VERSION or a tag"),
                                              help="Also write the files here under their original names."),
          allow_downgrade: bool = typer.Option(False, "--allow-downgrade",
                                               help="Accept a tag that moved back to an older version."),
+         include: list[str] = typer.Option([], "--include", metavar="PATTERN", help="Fetch only files "
+                                           "whose bundle path matches (fnmatch, e.g. '*.npy'; repeatable)."),
+         exclude: list[str] = typer.Option([], "--exclude", metavar="PATTERN", help="Leave out files "
+                                           "whose bundle path matches (repeatable; wins over --include)."),
          allow_yanked: bool = AllowYanked,
-         remote: Optional[str] = RemoteOption, accept_new_host_key: bool = AcceptHostKey) -> None:
+         remote: Optional[str] = RemoteOption, accept_new_host_key: bool = AcceptHostKey,
+         json_output: bool = JsonOption) -> None:
     """Download a version into the verified local cache (and optionally into --dest)."""
+    from modelreg.cli.transfer_output import pull_json, pull_lines
     from modelreg.transfer import pull as pull_version
 
     settings, spec = resolve(remote, accept_new_host_key)
-    with progress_reporter(State.quiet) as reporter:
-        result = pull_version(settings, ref_of(settings, ref), spec, dest=dest,
-                              allow_downgrade=allow_downgrade, allow_yanked=allow_yanked, reporter=reporter)
+    with progress_reporter(State.quiet or json_output) as reporter:
+        result = pull_version(settings, ref_of(settings, ref), spec, dest=dest, allow_downgrade=allow_downgrade,
+                              allow_yanked=allow_yanked, reporter=reporter, include=tuple(include),
+                              exclude=tuple(exclude))
         for note in result.notes:
             reporter.message(f"Warning: {note}")
-    got = sum(e.size for e in result.downloaded)
-    where = f" and wrote it to {result.dest}" if result.dest else ""
-    if result.from_cache:
-        stdout.line(f"Pulled {result.manifest.ref} from the local cache without contacting "
-                    f"{result.remote}: 0 blob(s) downloaded, {result.cache_summary()}, manifest checked "
-                    f"against pin and trust policy{where}; "
-                    f"{result.signature.describe() if result.signature else 'unsigned'}.")
+    if json_output:
+        print_json(pull_json(result))
         return
-    stdout.line(f"Pulled {result.manifest.ref} from {result.remote}: {len(result.downloaded)} blob(s) "
-                f"downloaded ({human_size(got)}), {result.cache_summary()}, all verified"
-                f"{where}; {result.signature.describe() if result.signature else 'unsigned'}.")
+    for line in pull_lines(result, bool(spec.fallbacks)):
+        stdout.line(line)
 
 
 @app.command()

@@ -1,4 +1,4 @@
-"""`modelreg remote add|list`, `modelreg list` and `modelreg show`."""
+"""`modelreg remote add|list|show`, `modelreg list` and `modelreg show`."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import typer
 
 from modelreg.cli.context import AcceptHostKey, JsonOption, RemoteOption, current_settings, ref_of, resolve
 from modelreg.cli.output import human_size, print_json, stderr, stdout
-from modelreg.config import add_remote
 
 remote_app = typer.Typer(help="Named remotes (stored in the config file; never credentials).",
                          no_args_is_help=True, rich_markup_mode=None)
@@ -16,20 +15,75 @@ remote_app = typer.Typer(help="Named remotes (stored in the config file; never c
 
 @remote_app.command("add")
 def remote_add(name: str = typer.Argument(..., help="A short name, e.g. team"),
-               url: str = typer.Argument(..., help="file:///path, s3://bucket/prefix or ssh://user@host:port/path"),
+               urls: list[str] = typer.Argument(..., metavar="URL [URL ...]",
+                                                help="file:///path, s3://bucket/prefix or "
+                                                     "ssh://user@host:port/path; more than one: fallbacks "
+                                                     "tried in order (a configured remote's name copies "
+                                                     "its URLs and options)."),
                endpoint_url: Optional[str] = typer.Option(None, help="S3: endpoint of an S3-compatible store."),
                region: Optional[str] = typer.Option(None, help="S3: region."),
                profile: Optional[str] = typer.Option(None, help="S3: AWS profile for credentials."),
                addressing_style: Optional[str] = typer.Option(None, help="S3: path, virtual or auto."),
                identity_file: Optional[str] = typer.Option(None, help="SSH: private key file."),
-               default: bool = typer.Option(False, "--default", help="Make this the default remote.")) -> None:
-    """Add or replace a named remote."""
+               default: bool = typer.Option(False, "--default", help="Make this the default remote."),
+               json_output: bool = JsonOption) -> None:
+    """Add or replace a named remote: one URL, or several tried in order (pull falls back)."""
+    from modelreg.fallback import add_remote_places
+
     settings = current_settings()
     options = {"endpoint_url": endpoint_url, "region": region, "profile": profile,
                "addressing_style": addressing_style, "identity_file": identity_file}
-    spec = add_remote(settings, name, url, options=options, make_default=default)
-    stdout.print(f"Remote {spec.name} -> {spec.url}{' (default)' if default else ''} saved in "
+    spec = add_remote_places(settings, name, urls, options, make_default=default)
+    if json_output:
+        print_json({**remote_row(settings, spec), "config": str(settings.config_path)})
+        return
+    urls_text = " -> ".join(place.url for place in spec.places)
+    stdout.print(f"Remote {spec.name} -> {urls_text}{' (default)' if default else ''} saved in "
                  f"{settings.config_path}.", highlight=False)
+
+
+def remote_row(settings, spec) -> dict:
+    """A remote for --json: `url` (the first), then every place in order with its options."""
+    return {"name": spec.name, "url": spec.url, "options": spec.options,
+            "urls": [place.url for place in spec.places],
+            "places": [{"url": place.url, "options": place.options} for place in spec.places],
+            "default": spec.name == settings.default_remote}
+
+
+def options_text(place) -> str:
+    return ", ".join(f"{k}={v}" for k, v in place.options.items())
+
+
+def places_text(spec) -> tuple[str, str]:
+    """(URLs, options) cells for tables: numbered, one line per place when there are several."""
+    if not spec.fallbacks:
+        return spec.url, options_text(spec)
+    places = list(enumerate(spec.places, start=1))
+    return ("\n".join(f"{n}. {p.url}" for n, p in places),
+            "\n".join(f"{n}. {options_text(p) or '-'}" for n, p in places))
+
+
+@remote_app.command("show")
+def remote_show(name: str = typer.Argument(..., help="A configured remote's name"),
+                json_output: bool = JsonOption) -> None:
+    """Show one named remote: its URLs in the order pull tries them, with their options."""
+    from modelreg.errors import ConfigError
+
+    settings = current_settings()
+    if name not in settings.remotes:
+        raise ConfigError(f"No remote named {name!r} in {settings.config_path} (configured: "
+                          f"{', '.join(sorted(settings.remotes)) or 'none'}). Add it with "
+                          f"'modelreg remote add {name} URL [URL ...]'.")
+    spec = settings.remotes[name]
+    if json_output:
+        print_json(remote_row(settings, spec))
+        return
+    default = " (default)" if spec.name == settings.default_remote else ""
+    stdout.print(f"Remote {spec.name}{default}: {len(spec.places)} place(s), tried in this order by pull; "
+                 f"push uses the first (--all: each).", highlight=False)
+    for number, place in enumerate(spec.places, start=1):
+        options = options_text(place)
+        stdout.print(f"  {number}. {place.url}{'  ' + options if options else ''}", highlight=False)
 
 
 @remote_app.command("list")
@@ -37,8 +91,7 @@ def remote_list(json_output: bool = JsonOption) -> None:
     """Show the configured remotes and which one is the default."""
     settings = current_settings()
     local = settings.remote(None) if not settings.default_remote else None
-    rows = [{"name": spec.name, "url": spec.url, "options": spec.options,
-             "default": spec.name == settings.default_remote} for spec in settings.remotes.values()]
+    rows = [remote_row(settings, spec) for spec in settings.remotes.values()]
     if json_output:
         print_json({"remotes": rows, "default": settings.default_remote,
                     "local_registry": settings.local_registry.as_uri()})
@@ -46,9 +99,8 @@ def remote_list(json_output: bool = JsonOption) -> None:
     from rich.table import Table
 
     table = Table("name", "url", "options", "default")
-    for row in rows:
-        options = ", ".join(f"{k}={v}" for k, v in row["options"].items())
-        table.add_row(row["name"], row["url"], options, "yes" if row["default"] else "")
+    for spec in settings.remotes.values():
+        table.add_row(spec.name, *places_text(spec), "yes" if spec.name == settings.default_remote else "")
     stdout.print(table)
     if local is not None:
         stdout.print(f"No default remote: commands use the local registry {local.url}.", highlight=False)

@@ -16,6 +16,11 @@ The config file is TOML (`config.toml` in the config directory):
     url = "s3://models/speech"
     endpoint_url = "https://minio.internal:9000"
 
+    [remotes.mirrored]                 # fallbacks: tried in order after url (modelreg.fallback)
+    url = "file:///nas/registry"
+    fallbacks = [{ url = "s3://models/speech", endpoint_url = "https://minio.internal:9000" },
+                 { url = "ssh://models@backup/srv/registry", identity_file = "~/.ssh/models" }]
+
 Credentials are never stored here: S3 uses boto3's own chain, SSH uses ~/.ssh and the agent.
 """
 
@@ -44,11 +49,21 @@ DEFAULT_YANK_CHECK_INTERVAL = 3600.0
 
 @dataclass(frozen=True)
 class RemoteSpec:
-    """A registry location: its URL plus backend options (endpoint, region, key file...)."""
+    """A registry location: its URL plus backend options (endpoint, region, key file...).
+
+    `fallbacks` are further places holding the same registry, tried in order after
+    `url` by pull (and by push --all); everything else uses `url` alone.
+    """
 
     url: str
     name: str | None = None
     options: dict = field(default_factory=dict)
+    fallbacks: tuple[RemoteSpec, ...] = ()
+
+    @property
+    def places(self) -> tuple[RemoteSpec, ...]:
+        """Every URL in order, the primary first, each as a spec of its own (without fallbacks)."""
+        return (replace(self, fallbacks=()), *self.fallbacks) if self.fallbacks else (self,)
 
     @property
     def label(self) -> str:
@@ -121,8 +136,7 @@ class Settings:
             if not isinstance(table, dict) or "url" not in table:
                 raise ConfigError(f"Remote {name!r} in {config_path} has no url: "
                                   f"run 'modelreg remote add {name} URL' to fix it.")
-            options = {k: v for k, v in table.items() if k != "url"}
-            remotes[name] = RemoteSpec(url=str(table["url"]), name=name, options=options)
+            remotes[name] = remote_from_table(name, table)
         forced = stall_timeout if stall_timeout is not None else env.get("MODELREG_STALL_TIMEOUT") or None
         origin = "--stall-timeout" if stall_timeout is not None else "MODELREG_STALL_TIMEOUT"
         stall = stall_timeout_of({"stall_timeout": forced if forced is not None
@@ -158,9 +172,14 @@ class Settings:
     def remote(self, name_or_url: str | None = None, **overrides) -> RemoteSpec:
         """The remote named or given as URL, else the default one, else the local registry ("local").
 
-        `overrides` (e.g. `accept_new_host_key=True`) are added to its options.
+        `overrides` (e.g. `accept_new_host_key=True`) are added to the options of each of its places.
         """
         choice = name_or_url or self.default_remote
+        spec = self._chosen_remote(choice)
+        places = tuple(self._for_use(place, overrides) for place in spec.places)
+        return replace(places[0], fallbacks=places[1:]) if spec.fallbacks else places[0]
+
+    def _chosen_remote(self, choice: str | None) -> RemoteSpec:
         if not choice or (choice == "local" and "local" not in self.remotes):
             spec = RemoteSpec(url=self.local_registry.resolve().as_uri(), name="local")
         elif choice in self.remotes:
@@ -174,6 +193,10 @@ class Settings:
                 f"Unknown remote {choice!r} (configured: {known}). Add it with "
                 f"'modelreg remote add {choice} URL' or pass a URL such as s3://bucket/prefix."
             )
+        return spec
+
+    def _for_use(self, spec: RemoteSpec, overrides: dict) -> RemoteSpec:
+        """`spec` with the run's options added: `overrides`, the stall timeout, SSH's known_hosts."""
         extra = {k: v for k, v in overrides.items() if v is not None}
         if "stall_timeout" in backend_for_url(spec.url).options and (
                 self.stall_timeout_forced or "stall_timeout" not in spec.options):
@@ -184,6 +207,15 @@ class Settings:
                 if value and key not in spec.options:
                     extra.setdefault(key, value)
         return replace(spec, options={**spec.options, **extra}) if extra else spec
+
+
+def remote_from_table(name: str, table: dict) -> RemoteSpec:
+    """The spec of a `[remotes.NAME]` table (checked by `check_config_values`), fallbacks in order."""
+    def place(entry: dict) -> RemoteSpec:
+        options = {k: v for k, v in entry.items() if k not in ("url", "fallbacks")}
+        return RemoteSpec(url=str(entry["url"]), name=name, options=options)
+
+    return replace(place(table), fallbacks=tuple(place(entry) for entry in table.get("fallbacks") or ()))
 
 
 def find_workspace(given: Path | str | None, from_env: str | None, cwd: Path) -> tuple[Path, str]:
@@ -300,16 +332,38 @@ def check_config_values(data: dict, path: Path) -> None:
     for name, table in remotes.items():
         if not isinstance(table, dict):
             raise bad(f"remotes.{name}", table, "a table with url = \"...\" (written [remotes." + name + "])")
-        for key in _STRING_OPTIONS:
-            if key in table and not isinstance(table[key], str):
-                raise bad(f"remotes.{name}.{key}", table[key], "a string in quotes")
-        attempts = table.get("max_attempts")
-        if attempts is not None and (isinstance(attempts, bool) or not isinstance(attempts, int) or attempts < 1):
-            raise bad(f"remotes.{name}.max_attempts", attempts, "a whole number of at least 1, e.g. 5")
-        timeout = table.get("connect_timeout")
-        if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float))
-                                    or timeout <= 0):
-            raise bad(f"remotes.{name}.connect_timeout", timeout, "a number of seconds above 0, e.g. 10")
+        _check_remote_table(table, f"remotes.{name}", bad)
+        fallbacks = table.get("fallbacks")
+        if fallbacks is None:
+            continue
+        if not isinstance(fallbacks, list) or not all(isinstance(entry, dict) for entry in fallbacks):
+            raise bad(f"remotes.{name}.fallbacks", fallbacks,
+                      'a list of tables, each with a url, e.g. fallbacks = [{ url = "s3://bucket/prefix", '
+                      'endpoint_url = "https://s3.example:9000" }]')
+        for number, entry in enumerate(fallbacks, start=1):
+            where = f"remotes.{name}.fallbacks[{number}]"
+            if not isinstance(entry.get("url"), str) or "fallbacks" in entry:
+                raise bad(where, entry, 'a table with a url (and that URL\'s options, no fallbacks of its '
+                                        'own), e.g. { url = "ssh://user@host/path" }')
+            _check_remote_table(entry, where, bad)
+            try:
+                check_remote_options(entry["url"], {k: v for k, v in entry.items() if k != "url"})
+            except UsageError as exc:
+                raise bad(where, entry, f"a valid fallback ({exc})") from exc
+
+
+def _check_remote_table(table: dict, where: str, bad) -> None:
+    """Type checks of one place's keys (a remote's table or one of its fallbacks)."""
+    for key in _STRING_OPTIONS:
+        if key in table and not isinstance(table[key], str):
+            raise bad(f"{where}.{key}", table[key], "a string in quotes")
+    attempts = table.get("max_attempts")
+    if attempts is not None and (isinstance(attempts, bool) or not isinstance(attempts, int) or attempts < 1):
+        raise bad(f"{where}.max_attempts", attempts, "a whole number of at least 1, e.g. 5")
+    timeout = table.get("connect_timeout")
+    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float))
+                                or timeout <= 0):
+        raise bad(f"{where}.connect_timeout", timeout, "a number of seconds above 0, e.g. 10")
 
 
 def write_config_file(path: Path, data: dict) -> None:
@@ -322,17 +376,23 @@ def write_config_file(path: Path, data: dict) -> None:
 
 
 def add_remote(settings: Settings, name: str, url: str, *, options: dict | None = None,
-               make_default: bool = False) -> RemoteSpec:
-    """Record a named remote (and optionally make it the default) in the config file."""
+               make_default: bool = False, fallbacks: tuple[RemoteSpec, ...] = ()) -> RemoteSpec:
+    """Record a named remote (and optionally make it the default) in the config file.
+
+    `fallbacks` (their URLs and options) are stored in order after `url`.
+    """
     from modelreg.layout import check_name
 
     check_name(name, "remote name")
-    check_remote_url(url)
-    check_remote_options(url, options or {})
+    tables = []
+    for place_url, place_options in ((url, options or {}), *((f.url, f.options) for f in fallbacks)):
+        check_remote_url(place_url)
+        check_remote_options(place_url, place_options)
+        tables.append({"url": place_url, **{k: v for k, v in place_options.items() if v is not None}})
+    table = {**tables[0], "fallbacks": tables[1:]} if fallbacks else tables[0]
     data = read_config_file(settings.config_path)
-    table = {"url": url, **{k: v for k, v in (options or {}).items() if v is not None}}
     data.setdefault("remotes", {})[name] = table
     if make_default:
         data["default_remote"] = name
     write_config_file(settings.config_path, data)
-    return RemoteSpec(url=url, name=name, options={k: v for k, v in table.items() if k != "url"})
+    return remote_from_table(name, table)

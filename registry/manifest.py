@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -132,8 +133,7 @@ class Manifest:
 
     def sha256sums(self) -> str:
         """The bundle in `sha256sum -c` format (two spaces: text mode), sorted by path."""
-        return "".join(f"{entry.sha256}  {entry.path}\n"
-                       for entry in sorted(self.files, key=lambda e: e.path))
+        return sha256sums(self.files)
 
     @classmethod
     def from_bytes(cls, data: bytes, *, source: str) -> Manifest:
@@ -243,3 +243,8 @@ def conforms_to_schema(raw) -> bool:
     if any(key in provenance and not _is_text(provenance[key]) for key in ("python_version", "source")):
         return False
     return all(provenance.get(key) is None or _is_text(provenance[key]) for key in _OPTIONAL_TEXT)
+
+
+def sha256sums(files: Iterable[FileEntry]) -> str:
+    """`files` in `sha256sum -c` format (two spaces: text mode), sorted by path."""
+    return "".join(f"{entry.sha256}  {entry.path}\n" for entry in sorted(files, key=lambda e: e.path))

@@ -27,7 +27,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from modelreg.config import RemoteSpec, Settings
-from modelreg.download import download_blob
 from modelreg.errors import (
     AlreadyExists,
     IntegrityError,
@@ -35,6 +34,7 @@ from modelreg.errors import (
     RegistryError,
     UsageError,
 )
+from modelreg.fallback import Places, download_from_places, fetch_manifest_from, report_sources
 from modelreg.hashing import hash_bytes
 from modelreg.layout import SIGNATURE_NAME, SUMS_NAME, blob_key, tag_key, version_key
 from modelreg.local.cache import Cache
@@ -46,6 +46,7 @@ from modelreg.progress import ProgressReporter, SilentProgress
 from modelreg.refs import Ref
 from modelreg.remote.index import Tag, fetch_manifest, read_small
 from modelreg.repair import GOOD, RepairResult, check_remote_blob, repair_metadata
+from modelreg.selection import select_files
 from modelreg.storage import open_storage
 from modelreg.storage.base import Storage
 from modelreg.tag_moves import check_tag_downgrade, move_tag
@@ -85,6 +86,15 @@ class PullResult:
     notes: list[str] = field(default_factory=list)
     from_cache: bool = False
     """True when the remote was not contacted: the version was cached (see `pull`)."""
+    manifest_from: str | None = None
+    """The place (of a remote with fallbacks) the manifest was read from; None when from the cache."""
+    served_by: dict[str, str] = field(default_factory=dict)
+    """{path: place label} for every file whose blob this pull downloaded (`modelreg.fallback`)."""
+    selected: list[str] | None = None
+    """With --include/--exclude: the paths pulled (None: the whole bundle)."""
+    complete: bool = True
+    """False after a partial pull that left blobs of the bundle uncached (its manifest is then not
+    recorded in the cache, so `load` and the cache-only path never take it for a whole bundle)."""
 
     def cache_summary(self) -> str:
         """What was said about the blobs already cached, claiming only what was checked and when."""
@@ -111,7 +121,7 @@ WAIT_SLICE = 0.2
 """Seconds the calling thread waits on a transfer at a time, so Ctrl-C reaches it promptly."""
 
 
-def run_all(storage: Storage, func, items: list) -> list:
+def run_all(storage: Storage | Places, func, items: list) -> list:
     """Apply `func` to every item (in parallel when the backend allows) and report every failure.
 
     The first failure is raised after all items ran, with the others attached as notes.
@@ -148,11 +158,12 @@ def run_all(storage: Storage, func, items: list) -> list:
 @holds_released
 def push(settings: Settings, ref: Ref, spec: RemoteSpec, *, sign_key: Path | None = None,
          passphrase: bytes | None = None, reporter: ProgressReporter | None = None,
-         repair: bool = False) -> PushResult:
+         repair: bool = False, signature: bytes | None = None) -> PushResult:
     """Publish a locally cached version to `spec` (see module docstring for guarantees).
 
     With `sign_key`, the bundle is signed (OpenSSF model-signing format) and `model.sig`
-    is stored beside the manifest, create-only like it. With `repair`, the remote copy is
+    is stored beside the manifest, create-only like it (without a key, `signature` is stored
+    instead: an existing model.sig of this manifest). With `repair`, the remote copy is
     verified and mended from the cache instead (`modelreg.repair`; `result.repair`).
     """
     reporter = reporter or SilentProgress()
@@ -163,7 +174,7 @@ def push(settings: Settings, ref: Ref, spec: RemoteSpec, *, sign_key: Path | Non
                                   f"'modelreg train {ref.version}', or pull it first.")
     manifest, manifest_bytes = verified.manifest, verified.data
     hold_version(cache, manifest, "push")
-    signature = sign_bundle(manifest, manifest_bytes, sign_key, passphrase) if sign_key else None
+    signature = sign_bundle(manifest, manifest_bytes, sign_key, passphrase) if sign_key else signature
     storage = open_storage(spec)
     try:
         result = PushResult(manifest=manifest, remote=spec.label)
@@ -253,46 +264,63 @@ def _check_same_version(remote_bytes: bytes, manifest_bytes: bytes, ref: Ref, sp
 @holds_released
 def pull(settings: Settings, ref: Ref, spec: RemoteSpec, *, dest: Path | None = None,
          allow_downgrade: bool = False, allow_yanked: bool = False,
-         reporter: ProgressReporter | None = None) -> PullResult:
+         reporter: ProgressReporter | None = None,
+         include: tuple[str, ...] = (), exclude: tuple[str, ...] = ()) -> PullResult:
     """Fetch a version (or tag) into the verified cache, and optionally into `dest`.
 
     Before any blob is transferred, the manifest is checked against the workspace pin,
     its signature against the trusted keys, and a tag against the version it last
     pointed at (refusing a move back to an older version unless `allow_downgrade`, or a
     trusted-signed rollback: `modelreg.tag_moves`), and a yanked version is refused unless
-    `allow_yanked` (`modelreg.yanking`).
+    `allow_yanked` (`modelreg.yanking`). A remote with fallbacks is read place by place
+    (`modelreg.fallback`). With `include`/`exclude` (`modelreg.selection`) only the
+    matching files are fetched and written to `dest`; the manifest is recorded in the
+    cache only once every blob is.
     """
     reporter = reporter or SilentProgress()
     cache = Cache(settings.cache_dir)
-    cached = pull_from_cache(settings, cache, ref, spec, dest=dest, reporter=reporter, allow_yanked=allow_yanked)
+    cached = pull_from_cache(settings, cache, ref, spec, dest=dest, reporter=reporter, allow_yanked=allow_yanked,
+                             include=include, exclude=exclude)
     if cached is not None:
         return cached
-    storage = open_storage(spec)
+    places = Places(spec)
     try:
-        manifest, manifest_bytes = fetch_manifest(storage, ref)
+        sourced = fetch_manifest_from(settings, places, ref)
+        manifest, manifest_bytes, signature = sourced.manifest, sourced.data, sourced.signature
         version_ref = Ref(manifest.name, manifest.version)
-        signature, yank_found = read_signature_and_yank(settings, storage, version_ref)
-        verified = verify_manifest(settings, version_ref, manifest_bytes, signature, spec.label)
+        source = places.specs[sourced.index]
+        verified = verify_manifest(settings, version_ref, manifest_bytes, signature, source.label)
         hold_version(cache, manifest, "pull")
-        result = PullResult(manifest=manifest, remote=spec.label, signature=verified.status)
+        result = PullResult(manifest=manifest, remote=spec.label, signature=verified.status,
+                            manifest_from=source.label, notes=sourced.notes)
+        selected = select_files(manifest, include, exclude)
         is_tag = ref.version != manifest.version
-        result.notes += enforce_yank(cache, version_ref, spec, yank_found, allow_yanked, ref if is_tag else None)
+        result.notes += enforce_yank(cache, version_ref, source, sourced.yank, allow_yanked, ref if is_tag else None)
         if is_tag:
-            note = check_tag_downgrade(settings, cache, storage, ref, manifest, manifest_bytes, allow_downgrade)
+            note = check_tag_downgrade(settings, cache, places.open(sourced.index), ref, manifest, manifest_bytes,
+                                       allow_downgrade)
             result.notes += [note] if note else []
-        missing = [entry for entry in unique_blobs(manifest) if not _check_cached(cache, entry, result, reporter)]
-        fetched = run_all(storage, lambda e: download_blob(cache, storage, e, reporter, version_ref), missing)
-        for entry, was_downloaded in zip(missing, fetched):
-            (result.downloaded if was_downloaded else result.reverified).append(entry)
+        wanted = {entry.sha256 for entry in selected or manifest.files}
+        missing = [entry for entry in unique_blobs(manifest)
+                   if entry.sha256 in wanted and not _check_cached(cache, entry, result, reporter)]
+        outcomes = run_all(places, lambda e: download_from_places(places, cache, e, reporter, version_ref),
+                           missing)
+        for entry, outcome in zip(missing, outcomes):
+            (result.downloaded if outcome.downloaded else result.reverified).append(entry)
+        result.served_by, notes = report_sources(places, ref, sourced, dict(zip(missing, outcomes)))
+        result.notes += notes
     finally:
-        storage.close()
-    cache.save_signature(version_ref, signature)
-    cache.save_manifest_bytes(version_ref, manifest_bytes)
-    cache.remember_published(version_ref, spec.url)
+        places.close()
+    result.selected = None if selected is None else [entry.path for entry in selected]
+    result.complete = selected is None or _all_blobs_verified(cache, manifest)
+    if result.complete:
+        cache.save_signature(version_ref, signature)
+        cache.save_manifest_bytes(version_ref, manifest_bytes)
+        cache.remember_published(version_ref, source.url)
     if is_tag:
         remember_tag(cache, ref, manifest, manifest_bytes)
     if dest is not None:
-        result.dest = materialize(cache, manifest, manifest_bytes, dest, signature)
+        result.dest = materialize(cache, manifest, manifest_bytes, dest, signature, files=selected)
     result.notes += _enforce_cache_limit(settings, manifest)
     return result
 
@@ -300,7 +328,8 @@ def pull(settings: Settings, ref: Ref, spec: RemoteSpec, *, dest: Path | None = 
 @holds_released
 def pull_from_cache(settings: Settings, cache: Cache, ref: Ref, spec: RemoteSpec, *,
                     dest: Path | None = None, reporter: ProgressReporter | None = None,
-                    allow_yanked: bool = False) -> PullResult | None:
+                    allow_yanked: bool = False,
+                    include: tuple[str, ...] = (), exclude: tuple[str, ...] = ()) -> PullResult | None:
     """A pull served by the cache alone, or None when the remote must be asked.
 
     `ref` is served when it names a version whose manifest and every blob are cached
@@ -311,7 +340,7 @@ def pull_from_cache(settings: Settings, cache: Cache, ref: Ref, spec: RemoteSpec
     now (`_check_cached`); a corrupt one is deleted and the remote is asked after all.
     A yanked version is refused (`modelreg.yanking.check_cached_yank`: at most one small
     read of the remote, once per `yank_check_interval`). `dest` gets bytes re-hashed
-    while they are copied.
+    while they are copied (only the files `include`/`exclude` select).
     """
     reporter = reporter or SilentProgress()
     notes = []
@@ -340,8 +369,10 @@ def pull_from_cache(settings: Settings, cache: Cache, ref: Ref, spec: RemoteSpec
     hold_version(cache, verified.manifest, "pull")
     notes += check_cached_yank(settings, cache, verified.ref, spec, allow_yanked,
                                ref if ref != verified.ref else None)
+    selected = select_files(verified.manifest, include, exclude)
     result = PullResult(manifest=verified.manifest, remote=spec.label, signature=verified.status,
-                        notes=notes, from_cache=True)
+                        notes=notes, from_cache=True,
+                        selected=None if selected is None else [entry.path for entry in selected])
     damaged = [entry for entry in unique_blobs(verified.manifest)
                if not _check_cached(cache, entry, result, reporter)]
     if damaged:
@@ -350,7 +381,8 @@ def pull_from_cache(settings: Settings, cache: Cache, ref: Ref, spec: RemoteSpec
                        f"and --offline (or MODELREG_OFFLINE) forbids fetching it from {spec.label}. "
                        f"Pull it again online.")
     if dest is not None:
-        result.dest = materialize(cache, verified.manifest, verified.data, dest, verified.signature)
+        result.dest = materialize(cache, verified.manifest, verified.data, dest, verified.signature,
+                                  files=selected)
     result.notes += _enforce_cache_limit(settings, verified.manifest)
     return result
 
@@ -369,10 +401,15 @@ def _servable(cache: Cache, verified, spec: RemoteSpec) -> bool:
     hold it (a local, unpublished version may share its name with a tag there) and every blob's
     fingerprint is unchanged since it was verified (anything else goes through a full pull,
     which re-verifies and repairs)."""
-    if spec.url not in cache.published_on(verified.ref):
+    if not {place.url for place in spec.places} & cache.published_on(verified.ref):
         return False
+    return _all_blobs_verified(cache, verified.manifest)
+
+
+def _all_blobs_verified(cache: Cache, manifest: Manifest) -> bool:
+    """Every blob of `manifest` is cached and unchanged since it was verified (not re-hashed)."""
     return all(cache.has_blob(entry) and cache.verified_fingerprint(entry) is not None
-               for entry in unique_blobs(verified.manifest))
+               for entry in unique_blobs(manifest))
 
 
 def cached_versions(cache: Cache) -> list[str]:

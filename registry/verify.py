@@ -19,7 +19,13 @@ from modelreg.manifest import Manifest, check_bundle_path
 from modelreg.progress import ProgressReporter, SilentProgress
 from modelreg.refs import Ref
 from modelreg.trust.gate import require_cached_manifest
-from modelreg.trust.policy import SignatureStatus, load_trusted_keys, unverified_status, verify_trusted
+from modelreg.trust.policy import (
+    SignatureStatus,
+    load_trusted_keys,
+    signed_file_map,
+    unverified_status,
+    verify_trusted,
+)
 
 
 @dataclass(frozen=True)
@@ -40,6 +46,8 @@ class VerifyReport:
     manifest: Manifest | None = None
     untracked: tuple[str, ...] = ()
     signature: SignatureStatus | None = None
+    partial: bool = False
+    """A directory from a partial pull: only the files its SHA256SUMS lists were checked."""
 
     @property
     def ok(self) -> bool:
@@ -87,6 +95,12 @@ def verify_directory(directory: Path, settings: Settings, *, trusted_keys: Seque
     must be from one of them and cover exactly the directory's files (as OpenSSF's
     `model_signing verify` requires); a directory signed only with `model_signing sign`
     (no manifest) is checked against its signature alone.
+
+    A directory from a partial pull (`pull --include/--exclude`) has the whole bundle's
+    manifest.json and model.sig but a SHA256SUMS of the files it holds: when SHA256SUMS
+    lists a subset of the manifest's files with the same digests, those files are
+    checked (`report.partial`), and the signature is checked against the manifest,
+    which vouches for the files present.
     """
     reporter = reporter or SilentProgress()
     if not directory.is_dir():
@@ -96,14 +110,19 @@ def verify_directory(directory: Path, settings: Settings, *, trusted_keys: Seque
     signature_path = directory / SIGNATURE_NAME
     signature = signature_path.read_bytes() if signature_path.is_file() else None
     keys = load_trusted_keys(settings, list(trusted_keys))
-    manifest = None
+    manifest, signed_files, partial = None, None, False
     if manifest_path.is_file():
-        manifest = Manifest.from_bytes(manifest_path.read_bytes(), source=str(manifest_path))
+        manifest_bytes = manifest_path.read_bytes()
+        manifest = Manifest.from_bytes(manifest_bytes, source=str(manifest_path))
         expected = {entry.path: entry.sha256 for entry in manifest.files}
-        if sums_path.is_file() and parse_sha256sums(sums_path) != expected:
+        listed = parse_sha256sums(sums_path) if sums_path.is_file() else expected
+        partial = bool(listed) and listed != expected and listed.items() <= expected.items()
+        if listed != expected and not partial:
             raise IntegrityError(f"{sums_path} disagrees with {manifest_path}: one of them was edited. "
                                  f"Pull the version again into a fresh directory.",
                                  path=str(sums_path), source=str(directory))
+        if partial:
+            expected, signed_files = listed, signed_file_map(manifest, manifest_bytes)
     elif sums_path.is_file():
         expected = parse_sha256sums(sums_path)
     elif signature is not None and keys:
@@ -115,9 +134,12 @@ def verify_directory(directory: Path, settings: Settings, *, trusted_keys: Seque
     checks = [FileCheck(path, digest, actual.get(path)) for path, digest in sorted(expected.items())]
     known = set(expected) | {MANIFEST_NAME, SUMS_NAME, SIGNATURE_NAME}
     untracked = tuple(sorted(path for path in actual if path not in known))
-    report = VerifyReport(subject=str(directory), checks=checks, manifest=manifest, untracked=untracked)
+    subject = (f"{directory} (partial pull: {len(expected)} of {len(manifest.files)} files of "
+               f"{manifest.ref})" if partial and manifest else str(directory))
+    report = VerifyReport(subject=subject, checks=checks, manifest=manifest, untracked=untracked,
+                          partial=partial)
     report.raise_for_failures(str(directory), "Re-create the directory with 'modelreg pull VERSION --dest DIR'.")
-    report.signature = _directory_signature(signature, keys, actual, str(directory))
+    report.signature = _directory_signature(signature, keys, signed_files or actual, str(directory))
     return report
 
 

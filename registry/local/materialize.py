@@ -22,12 +22,13 @@ import os
 import shutil
 import stat
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 from modelreg.errors import InvalidArtifact, LocalIOError, RegistryError
 from modelreg.layout import MANIFEST_NAME, SIGNATURE_NAME, SUMS_NAME
 from modelreg.local.cache import Cache, open_regular
-from modelreg.manifest import FileEntry, Manifest
+from modelreg.manifest import FileEntry, Manifest, sha256sums
 
 STAGING_PREFIX = ".modelreg-staging-"
 
@@ -63,8 +64,13 @@ def contained_path(root: Path, relative: str) -> Path:
 
 
 def materialize(cache: Cache, manifest: Manifest, manifest_bytes: bytes, dest: Path,
-                signature: bytes | None = None) -> Path:
+                signature: bytes | None = None, files: Sequence[FileEntry] | None = None) -> Path:
     """Copy every file of `manifest` from the cache into `dest`, verified, as one transaction.
+
+    With `files` (a partial pull), only those are copied and `SHA256SUMS` lists only
+    them, while `manifest.json` (and `model.sig`) stay the whole bundle's, unchanged,
+    so the version's identity and signature remain checkable: `modelreg verify DEST`
+    recognizes the subset (`modelreg.verify`).
 
     `signature` (the bundle's model.sig) is written too, so OpenSSF's own
     `model_signing verify key DEST --signature DEST/model.sig` can check the directory.
@@ -87,7 +93,8 @@ def materialize(cache: Cache, manifest: Manifest, manifest_bytes: bytes, dest: P
     except OSError as exc:
         raise _write_error(manifest, dest, exc) from exc
     try:
-        moves = _stage(cache, manifest, manifest_bytes, dest, staging, signature)
+        moves = _stage(cache, manifest, manifest_bytes, dest, staging, signature,
+                       list(manifest.files if files is None else files))
         _swap(moves, dest, staging)
     except OSError as exc:
         if isinstance(exc, RegistryError):
@@ -106,19 +113,19 @@ def _write_error(manifest: Manifest, dest: Path, exc: OSError) -> LocalIOError:
 
 
 def _stage(cache: Cache, manifest: Manifest, manifest_bytes: bytes, dest: Path, staging: Path,
-           signature: bytes | None) -> list[tuple[Path | None, Path]]:
+           signature: bytes | None, files: list[FileEntry]) -> list[tuple[Path | None, Path]]:
     """Write every file under `staging` (verified) and return the moves, manifest last.
 
     A move is (staged file, target), or (None, target) for a file of the previous
     bundle to remove: one its manifest.json listed and the new bundle does not.
     """
     moves: list[tuple[Path | None, Path]] = []
-    for index, entry in enumerate(manifest.files):
+    for index, entry in enumerate(files):
         target = contained_path(dest, entry.path)
         staged = staging / "new" / str(index)
         stage_verified_copy(cache, entry, staged)
         moves.append((staged, target))
-    keep = {entry.path for entry in manifest.files}
+    keep = {entry.path for entry in files}
     for path in _read_previous_manifest(dest / MANIFEST_NAME):
         if path in keep:
             continue
@@ -128,7 +135,7 @@ def _stage(cache: Cache, manifest: Manifest, manifest_bytes: bytes, dest: Path, 
             continue
         if os.path.lexists(target):
             moves.append((None, target))
-    extras: list[tuple[str, bytes | None]] = [(SUMS_NAME, manifest.sha256sums().encode()),
+    extras: list[tuple[str, bytes | None]] = [(SUMS_NAME, sha256sums(files).encode()),
                                               (SIGNATURE_NAME, signature), (MANIFEST_NAME, manifest_bytes)]
     for name, data in extras:
         target = contained_path(dest, name)
