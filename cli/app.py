@@ -160,7 +160,7 @@ def pull(ref: str = typer.Argument(..., help="[NAME:]VERSION or a tag"),
     if json_output:
         print_json(pull_json(result))
         return
-    for line in pull_lines(result, bool(spec.fallbacks)):
+    for line in pull_lines(result, spec):
         stdout.line(line)
 
 

@@ -38,9 +38,11 @@ def push_all_json(outcomes) -> dict:
          **(push_json(o.result) if o.result is not None else {})} for o in outcomes]}
 
 
-def pull_lines(result, has_fallbacks: bool) -> list[str]:
-    """The summary of a pull: one line, then where the files came from (remotes with fallbacks)
-    and what a partial pull left out."""
+def pull_lines(result, spec) -> list[str]:
+    """The summary of a pull: one line, then where the files came from (remotes with fallbacks,
+    named as a whole: its first URL may not have served anything) and what a partial pull left out."""
+    has_fallbacks = bool(spec.fallbacks)
+    remote = f"remote {spec.name} ({len(spec.places)} places)" if has_fallbacks else result.remote
     got = sum(e.size for e in result.downloaded)
     where = f" and wrote it to {result.dest}" if result.dest else ""
     signature = result.signature.describe() if result.signature else "unsigned"
@@ -48,10 +50,10 @@ def pull_lines(result, has_fallbacks: bool) -> list[str]:
             if result.selected is not None else "")
     if result.from_cache:
         lines = [f"Pulled {result.manifest.ref}{part} from the local cache without contacting "
-                 f"{result.remote}: 0 blob(s) downloaded, {result.cache_summary()}, manifest checked "
+                 f"{remote}: 0 blob(s) downloaded, {result.cache_summary()}, manifest checked "
                  f"against pin and trust policy{where}; {signature}."]
     else:
-        lines = [f"Pulled {result.manifest.ref}{part} from {result.remote}: {len(result.downloaded)} "
+        lines = [f"Pulled {result.manifest.ref}{part} from {remote}: {len(result.downloaded)} "
                  f"blob(s) downloaded ({human_size(got)}), {result.cache_summary()}, all verified"
                  f"{where}; {signature}."]
     if has_fallbacks and not result.from_cache:
