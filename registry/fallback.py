@@ -30,12 +30,11 @@ from modelreg.config import RemoteSpec, Settings, add_remote
 from modelreg.download import download_blob
 from modelreg.errors import IntegrityError, InvalidArtifact, NotFound, RegistryError, RemoteError, UsageError
 from modelreg.hashing import hash_bytes
-from modelreg.layout import SIGNATURE_NAME, version_key
 from modelreg.local.cache import Cache
 from modelreg.manifest import FileEntry, Manifest
 from modelreg.progress import ProgressReporter
 from modelreg.refs import Ref
-from modelreg.remote.index import fetch_manifest, read_small
+from modelreg.remote.index import fetch_manifest
 from modelreg.storage import open_storage
 from modelreg.storage.base import Cancelled, Storage
 from modelreg.storage.schemes import backend_for_url

@@ -44,7 +44,7 @@ from modelreg.local.workspace import pin
 from modelreg.manifest import FileEntry, Manifest
 from modelreg.progress import ProgressReporter, SilentProgress
 from modelreg.refs import Ref
-from modelreg.remote.index import Tag, fetch_manifest, read_small
+from modelreg.remote.index import Tag, read_small
 from modelreg.repair import GOOD, RepairResult, check_remote_blob, repair_metadata
 from modelreg.selection import select_files
 from modelreg.storage import open_storage
@@ -53,7 +53,7 @@ from modelreg.tag_moves import check_tag_downgrade, move_tag
 from modelreg.trust.gate import open_cached_manifest, require_cached_manifest, verify_manifest
 from modelreg.trust.policy import SignatureStatus, remember_tag, sign_bundle
 from modelreg.upload import upload_blob
-from modelreg.yanking import check_cached_yank, enforce_yank, read_signature_and_yank
+from modelreg.yanking import check_cached_yank, enforce_yank
 
 
 @dataclass

@@ -6,14 +6,15 @@ import hashlib
 from dataclasses import dataclass, field
 
 from modelreg.config import RemoteSpec, Settings
-from modelreg.errors import IntegrityError, InvalidArtifact, NotFound, RegistryError, UsageError
+from modelreg.errors import NotFound, RegistryError, UsageError
 from modelreg.hashing import hash_bytes
-from modelreg.layout import SIGNATURE_NAME, version_key, version_prefix, versions_from_keys
+from modelreg.layout import SIGNATURE_NAME, version_key
 from modelreg.local.cache import Cache
 from modelreg.manifest import Manifest
 from modelreg.refs import Ref
-from modelreg.remote.index import fetch_manifest, list_model_names, list_tags, read_small
-from modelreg.remote.yanks import Yank, read_yank, yanks_from_listing
+from modelreg.remote.index import fetch_manifest, list_tags, read_small
+from modelreg.remote.scan import scan_remote
+from modelreg.remote.yanks import Yank, read_yank
 from modelreg.storage import open_storage
 from modelreg.trust.policy import check_bundle_signature
 
@@ -59,35 +60,22 @@ def list_remote(settings: Settings, spec: RemoteSpec, name: str | None = None) -
 
     One malformed tag or manifest does not hide the rest: it is reported in
     `Listing.broken` and the listing goes on. Failures to reach the remote still raise.
+    Manifests and tags read before are reused while the remote's listing shows them
+    unchanged; the others are read in parallel (`modelreg.remote.scan`).
     """
     if settings.offline:
         raise UsageError(f"'modelreg list' reads {spec.label}, which --offline (or MODELREG_OFFLINE=1) "
                          f"forbids. 'modelreg cache list' shows what the local cache holds; 'modelreg "
                          f"show REF --offline' shows one cached version.")
     cache = Cache(settings.cache_dir)
-    storage = open_storage(spec)
-    listing = Listing()
-    try:
-        for model_name in [name] if name else list_model_names(storage):
-            broken_tags: list = []
-            tags = list_tags(storage, model_name, broken=broken_tags)
-            listing.broken += [BrokenEntry(key, str(exc)) for key, exc in broken_tags]
-            keys = storage.list(version_prefix(model_name))
-            yanks = yanks_from_listing(settings, storage, model_name, keys)
-            for version in versions_from_keys(model_name, keys):
-                try:
-                    manifest, data = fetch_manifest(storage, Ref(model_name, version))
-                except (InvalidArtifact, IntegrityError, UsageError) as exc:
-                    listing.broken.append(BrokenEntry(version_key(model_name, version), str(exc)))
-                    continue
-                digest = hashlib.sha256(data).hexdigest()
-                listing.versions.append(VersionInfo(
-                    manifest=manifest, digest=digest, location=spec.label,
-                    tags=sorted(t.tag for t in tags if t.version == version and t.manifest_sha256 == digest),
-                    cached=cache.read_manifest_bytes(Ref(model_name, version)) == data, yanked=yanks.get(version)))
-        return listing
-    finally:
-        storage.close()
+    with open_storage(spec) as storage:
+        scan = scan_remote(storage, settings.cache_dir, name)
+        yanks = {ref: read_yank(settings, storage, ref) for ref in scan.yanked}
+    return Listing(versions=[VersionInfo(
+        manifest=found.manifest, digest=found.digest, location=spec.label, tags=found.tags,
+        cached=cache.read_manifest_bytes(Ref(found.manifest.name, found.manifest.version)) == found.data,
+        yanked=yanks.get(Ref(found.manifest.name, found.manifest.version)))
+        for found in scan.versions], broken=[BrokenEntry(key, error) for key, error in scan.broken])
 
 
 def describe(settings: Settings, ref: Ref, spec: RemoteSpec) -> VersionInfo:

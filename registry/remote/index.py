@@ -24,6 +24,8 @@ from modelreg.refs import Ref
 from modelreg.remote.records import parse_record
 from modelreg.storage.base import Storage
 
+MAX_TAG_BYTES = 64 * 1024
+
 
 @dataclass(frozen=True)
 class Tag:
@@ -50,9 +52,7 @@ def fetch_manifest(storage: Storage, ref: Ref) -> tuple[Manifest, bytes]:
     """Resolve a version or tag on the remote to its validated manifest and exact bytes."""
     data = read_small(storage, version_key(ref.name, ref.version))
     if data is not None:
-        manifest = Manifest.from_bytes(data, source=f"{storage.url} ({version_key(ref.name, ref.version)})")
-        _check_identity(manifest, ref, storage)
-        return manifest, data
+        return parse_version_manifest(storage, ref, data), data
     tag = read_tag(storage, ref.name, ref.version)
     if tag is None:
         raise NotFound(f"{ref} is neither a version nor a tag on {storage.url}. Run "
@@ -75,6 +75,13 @@ def fetch_manifest(storage: Storage, ref: Ref) -> tuple[Manifest, bytes]:
     return manifest, data
 
 
+def parse_version_manifest(storage: Storage, ref: Ref, data: bytes) -> Manifest:
+    """The manifest stored as version `ref` (bytes read from its key): validated, and naming `ref`."""
+    manifest = Manifest.from_bytes(data, source=f"{storage.url} ({version_key(ref.name, ref.version)})")
+    _check_identity(manifest, ref, storage)
+    return manifest
+
+
 def _check_identity(manifest: Manifest, ref: Ref, storage: Storage) -> None:
     if (manifest.name, manifest.version) != (ref.name, ref.version):
         raise MisplacedManifest(stored_as=str(ref), describes=manifest.ref, where=storage.url,
@@ -86,11 +93,13 @@ def read_tag(storage: Storage, name: str, tag: str) -> Tag | None:
 
     A tag file must match `registry/schemas/tag-v1.schema.json` and name itself.
     """
-    key = tag_key(name, tag)
-    data = read_small(storage, key, limit=64 * 1024)
-    if data is None:
-        return None
-    where = f"Tag file {key} on {storage.url}"
+    data = read_small(storage, tag_key(name, tag), limit=MAX_TAG_BYTES)
+    return None if data is None else parse_tag(storage, name, tag, data)
+
+
+def parse_tag(storage: Storage, name: str, tag: str, data: bytes) -> Tag:
+    """The tag `name:tag` from the bytes of its file; InvalidArtifact naming the file when malformed."""
+    where = f"Tag file {tag_key(name, tag)} on {storage.url}"
     raw = parse_record(data, "tag-v1.schema.json", where, "modelreg tag", "re-create it with 'modelreg tag'.")
     parsed = Tag(name=raw["name"], tag=raw["tag"], version=raw["version"],
                  manifest_sha256=raw["manifest_sha256"])

@@ -106,6 +106,8 @@ class SeaweedServer:
         self.binary = binary or find_weed()
         self.admin = S3Keys("MRADMIN" + secrets.token_hex(6).upper(), secrets.token_urlsafe(24))
         self.read_only = S3Keys("MRREAD" + secrets.token_hex(6).upper(), secrets.token_urlsafe(24))
+        self.list_only = S3Keys("MRLIST" + secrets.token_hex(6).upper(), secrets.token_urlsafe(24))
+        """May list keys but not read objects: shows that a command made no GET."""
         self.process: subprocess.Popen | None = None
         self._sockets: list[Path] = []
         self.endpoint_url = ""
@@ -118,6 +120,9 @@ class SeaweedServer:
             {"name": "modelreg-reader", "actions": ["Read", "List"],
              "credentials": [{"accessKey": self.read_only.access_key,
                               "secretKey": self.read_only.secret_key}]},
+            {"name": "modelreg-lister", "actions": ["List"],
+             "credentials": [{"accessKey": self.list_only.access_key,
+                              "secretKey": self.list_only.secret_key}]},
         ]}
         path = self.workdir / "s3-identities.json"
         path.write_text(json.dumps(identities))
