@@ -109,3 +109,14 @@ def progress_reporter(quiet: bool):
 def print_json(data) -> None:
     """Machine-readable output: plain JSON on stdout, nothing else."""
     sys.stdout.write(json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+def print_columns(title: str, header: list[str], rows: list[list[str]]) -> None:
+    """A plain table (title, header, left-aligned columns two spaces apart) on stdout, without rich.
+
+    For long outputs such as `list` of 10,000 versions: rich's Table took 4 s per 1,000 rows.
+    """
+    widths = [max([len(name)] + [len(row[i]) for row in rows]) for i, name in enumerate(header)]
+    lines = [title, "  ".join(name.ljust(width) for name, width in zip(header, widths)).rstrip()]
+    lines += ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows]
+    stdout.line("\n".join(lines))

@@ -7,7 +7,7 @@ from typing import Optional
 import typer
 
 from modelreg.cli.context import AcceptHostKey, JsonOption, RemoteOption, current_settings, ref_of, resolve
-from modelreg.cli.output import human_size, print_json, stderr, stdout
+from modelreg.cli.output import human_size, print_columns, print_json, stderr, stdout
 
 remote_app = typer.Typer(help="Named remotes (stored in the config file; never credentials).",
                          no_args_is_help=True, rich_markup_mode=None)
@@ -127,16 +127,11 @@ def list_versions(name: Optional[str] = typer.Argument(None, help="Only this mod
         stdout.print(f"No versions on {spec.label} yet.", highlight=False)
         return
     if infos:
-        from rich.table import Table
-
-        table = Table("model", "version", "tags", "size", "created", "manifest", "cached", "yanked",
-                      title=f"{spec.label}")
-        for info in infos:
-            m = info.manifest
-            table.add_row(m.name, m.version, ", ".join(info.tags), human_size(m.total_size), m.created,
-                          info.digest[:12], "yes" if info.cached else "",
-                          f"YANKED: {info.yanked.reason}" if info.yanked else "")
-        stdout.print(table)
+        print_columns(spec.label, ["model", "version", "tags", "size", "created", "manifest", "cached", "yanked"],
+                      [[info.manifest.name, info.manifest.version, ", ".join(info.tags),
+                        human_size(info.manifest.total_size), info.manifest.created, info.digest[:12],
+                        "yes" if info.cached else "", f"YANKED: {info.yanked.reason}" if info.yanked else ""]
+                       for info in infos])
     warn_yanked_tags(infos)
     for entry in listing.broken:
         stderr.print(f"Warning: skipped {entry.key}: {entry.error}", highlight=False, soft_wrap=True)
