@@ -14,6 +14,7 @@ import typer
 
 from modelreg.cli import (
     cache_commands,
+    diff_commands,
     lifecycle_commands,
     model_commands,
     moving_commands,
@@ -260,6 +261,7 @@ app.command("yank")(lifecycle_commands.yank)
 app.command("unyank")(lifecycle_commands.unyank)
 app.command("tag-history")(lifecycle_commands.tag_history)
 app.command("rollback")(lifecycle_commands.rollback)
+app.command("diff")(diff_commands.diff)
 
 
 def hoist_global_options(args: list[str]) -> list[str]:
