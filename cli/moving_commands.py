@@ -7,7 +7,15 @@ from typing import Optional
 
 import typer
 
-from modelreg.cli.context import AcceptHostKey, JsonOption, RemoteOption, current_settings, ref_of, resolve
+from modelreg.cli.context import (
+    AcceptHostKey,
+    AllowYanked,
+    JsonOption,
+    RemoteOption,
+    current_settings,
+    ref_of,
+    resolve,
+)
 from modelreg.cli.errors import State
 from modelreg.cli.output import human_size, print_json, progress_reporter, stdout
 
@@ -19,6 +27,7 @@ def export(refs: list[str] = typer.Argument(..., help="Versions or tags, e.g. v9
            output: Path = typer.Option(..., "--output", "-o", help="The tar archive to write."),
            tags: bool = typer.Option(False, "--tags", help="Include the tags given as REFs and (online) "
                                      "every tag on the remote pointing at an exported version."),
+           allow_yanked: bool = AllowYanked,
            remote: Optional[str] = RemoteOption, accept_new_host_key: bool = AcceptHostKey,
            json_output: bool = JsonOption) -> None:
     """Write versions from the cache (pulling what is missing) into one tar laid out as a registry."""
@@ -27,7 +36,7 @@ def export(refs: list[str] = typer.Argument(..., help="Versions or tags, e.g. v9
     settings, spec = resolve(remote, accept_new_host_key)
     with progress_reporter(State.quiet or json_output) as reporter:
         result = export_versions(settings, [ref_of(settings, ref) for ref in refs], output, spec,
-                                 tags=tags, reporter=reporter)
+                                 tags=tags, reporter=reporter, allow_yanked=allow_yanked)
     if json_output:
         print_json(result.to_json())
         return
@@ -84,10 +93,11 @@ def _copy_line(result) -> str:
     sent = sum(e.size for e in result.copied)
     state = " (its manifest was already there)" if result.already_there else ""
     tag_text = f"; tags {', '.join(f'{t.name}:{t.tag}' for t in result.tags)}" if result.tags else ""
+    yank_text = "; YANKED on the source: its yank record was copied too" if result.yank_copied else ""
     return (f"Copied {result.manifest.ref} from {result.source} to {result.dest}{state}: "
             f"{len(result.copied)} blob(s) streamed through verification ({human_size(sent)}), "
             f"{len(result.present)} already there; manifest {result.manifest.digest[:12]}; "
-            f"{result.signature.describe() if result.signature else 'unsigned'}{tag_text}.")
+            f"{result.signature.describe() if result.signature else 'unsigned'}{tag_text}{yank_text}.")
 
 
 def mirror(from_remote: str = FromOption, to_remote: str = ToOption,

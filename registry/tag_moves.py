@@ -118,6 +118,11 @@ def rollback(settings: Settings, tag_ref: Ref, spec: RemoteSpec, *, sign_key: Pa
         return result
 
 
+def write_recorded_tag(storage: Storage, new_tag: Tag) -> MoveResult:
+    """Set `new_tag` as copied from elsewhere (`copy --tags`, `mirror`, `import`): recorded as a move."""
+    return _move(storage, _current_tag(storage, new_tag), new_tag, "tag", None)
+
+
 def _current_tag(storage: Storage, new_tag: Tag) -> Tag | None:
     """The tag as it is before a move; a malformed tag file counts as none (the move re-creates it)."""
     try:

@@ -349,3 +349,15 @@ def test_import_refuses_a_different_version_already_cached(good_members, tmp_pat
 
     assert "different manifest" in out.stderr
     assert Cache(local.cache_dir).read_manifest_bytes(Ref("emotion", "v9")) == before
+
+
+def test_export_of_a_yanked_version_is_refused_unless_allowed(bundle, file_target, tmp_path):
+    run_cli("push", "v9", "--remote", file_target)
+    run_cli("yank", "v9", "--reason", "trained on the test set", "--remote", file_target)
+    archive = tmp_path / "v9.tar"
+
+    refused = run_cli("export", "v9", "-o", str(archive), "--remote", file_target, expect=4)
+
+    assert "trained on the test set" in refused.stderr and not archive.exists()
+    allowed = run_cli("export", "v9", "-o", str(archive), "--remote", file_target, "--allow-yanked")
+    assert "Used anyway because of --allow-yanked" in allowed.stderr and archive.exists()

@@ -152,3 +152,19 @@ def test_mirror_copies_what_the_destination_lacks(bundle, settings, pair, tmp_pa
     dest = tmp_path / "dest"
     run_cli("pull", "production", "--remote", "b", "--dest", str(dest))
     assert (dest / "best_model_v9.h5").read_bytes() == b"v10 weights"
+
+
+def test_copy_carries_a_yank_so_the_version_stays_withdrawn(bundle, pair, tmp_path, monkeypatch):
+    run_cli("push", "v9", "--remote", "a")
+    run_cli("tag", "v9", "production", "--remote", "a")
+    run_cli("yank", "v9", "--reason", "labels shifted by one", "--remote", "a")
+    new_consumer(tmp_path, monkeypatch, "copier")
+
+    out = json.loads(run_cli("copy", "v9", "--from", "a", "--to", "b", "--tags", "--json").stdout)
+
+    assert out["yank_copied"] and out["tags"] == ["emotion:production"]
+    new_consumer(tmp_path, monkeypatch, "reader")
+    refused = run_cli("pull", "v9", "--remote", "b", expect=EXIT_UNTRUSTED)
+    assert "labels shifted by one" in refused.stderr
+    history = json.loads(run_cli("tag-history", "production", "--remote", "b", "--json").stdout)
+    assert [move["new"]["version"] for move in history["moves"]] == ["v9"]

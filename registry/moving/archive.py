@@ -59,20 +59,27 @@ class ExportResult:
 
 
 def export(settings: Settings, refs: list[Ref], output: Path, spec: RemoteSpec, *, tags: bool = False,
-           reporter: ProgressReporter | None = None) -> ExportResult:
+           reporter: ProgressReporter | None = None, allow_yanked: bool = False) -> ExportResult:
     """Write `refs` (versions or tags) from the cache into the tar `output` (see the module docstring).
 
     With `tags`, the archive carries the tags given among `refs` and, online, every tag on
-    `spec` that points at an exported version.
+    `spec` that points at an exported version. A yanked version is refused as by pull
+    (`modelreg.yanking`) unless `allow_yanked`; the archive carries no yank record.
     """
+    from modelreg.yanking import check_cached_yank
+
     reporter = reporter or SilentProgress()
     cache = Cache(settings.cache_dir)
     result = ExportResult(path=output)
     chosen: dict[tuple[str, str], Tag] = {}
     for ref in refs:
         verified = _cached_whole(settings, cache, ref)
-        if verified is None:
-            pulled = pull(settings, ref, spec, reporter=reporter)
+        if verified is not None:
+            for note in check_cached_yank(settings, cache, verified.ref, spec, allow_yanked,
+                                          ref if ref != verified.ref else None):
+                reporter.message(f"Warning: {note}")
+        else:
+            pulled = pull(settings, ref, spec, reporter=reporter, allow_yanked=allow_yanked)
             result.pulled.append(pulled.manifest.ref)
             verified = open_cached_manifest(settings, cache, Ref(pulled.manifest.name, pulled.manifest.version))
             assert verified is not None, "a pull records the manifest in the cache"

@@ -36,7 +36,9 @@ from modelreg.local.cache import Cache, remove_entry
 from modelreg.manifest import FileEntry, Manifest
 from modelreg.progress import ProgressReporter, SilentProgress
 from modelreg.refs import Ref
-from modelreg.remote.index import Tag, fetch_manifest, list_tags, read_small, write_tag
+from modelreg.remote.index import Tag, fetch_manifest, list_tags, read_small
+from modelreg.remote.records import MAX_RECORD_BYTES
+from modelreg.remote.yanks import yank_keys
 from modelreg.storage import open_storage
 from modelreg.storage.base import Storage
 from modelreg.transfer import publish_signature, require_online, run_all, unique_blobs
@@ -58,6 +60,8 @@ class CopyResult:
     """The destination already held this exact manifest."""
     signature: SignatureStatus | None = None
     signature_copied: bool = False
+    yank_copied: bool = False
+    """The version is yanked on the source: its yank record now withdraws it on the destination too."""
     tags: list[Tag] = field(default_factory=list)
 
     def to_json(self) -> dict:
@@ -66,7 +70,7 @@ class CopyResult:
                 "present": [e.sha256 for e in self.present],
                 "bytes_copied": sum(e.size for e in self.copied), "already_there": self.already_there,
                 "signature": self.signature.describe() if self.signature else "unsigned",
-                "signature_copied": self.signature_copied,
+                "signature_copied": self.signature_copied, "yank_copied": self.yank_copied,
                 "tags": [f"{t.name}:{t.tag}" for t in self.tags]}
 
 
@@ -135,6 +139,7 @@ def copy_version(settings: Settings, ref: Ref, source: Storage, dest: Storage, *
         dest.write(sums_key, manifest.sha256sums().encode())
     if verified.signature is not None:
         result.signature_copied = publish_signature(dest, version_ref, verified.signature)
+    result.yank_copied = copy_yank(source, dest, version_ref)
     if tags:
         digest = hash_bytes(data)
         for tag in list_tags(source, manifest.name):
@@ -155,11 +160,31 @@ def _relay_blob(staging: Cache, source: Storage, dest: Storage, entry: FileEntry
 
 
 def set_tag(dest: Storage, tag: Tag) -> None:
-    """Write `tag` on `dest`, refusing when a version there has the tag's name."""
+    """Write `tag` on `dest` with a tag-history record (`modelreg.tag_moves`), refusing when a
+    version there has the tag's name."""
+    from modelreg.tag_moves import write_recorded_tag
+
     if dest.stat(version_key(tag.name, tag.tag)) is not None:
         raise AlreadyExists(f"{tag.name}:{tag.tag} is a version on {dest.url}; the tag of that name "
                             f"was not copied. Pick another tag name with 'modelreg tag'.")
-    write_tag(dest, tag)
+    write_recorded_tag(dest, tag)
+
+
+def copy_yank(source: Storage, dest: Storage, ref: Ref) -> bool:
+    """Carry the source's yank record (and its signature, first) to `dest`, create-only, so a
+    withdrawn version stays withdrawn where it is copied; True when one was copied."""
+    record_key, signature_key = yank_keys(ref)
+    record = read_small(source, record_key, limit=MAX_RECORD_BYTES)
+    if record is None or dest.stat(record_key) is not None:
+        return False
+    signature = read_small(source, signature_key)
+    if signature is not None:
+        dest.write(signature_key, signature)
+    try:
+        dest.write(record_key, record, create_only=True)
+    except AlreadyExists:
+        return False
+    return True
 
 
 def check_same_manifest(existing: bytes, data: bytes, ref: Ref, dest: Storage) -> None:
