@@ -168,7 +168,8 @@ def pull(ref: str = typer.Argument(..., help="[NAME:]VERSION or a tag"),
 @app.command()
 def tag(ref: str = typer.Argument(..., help="The version (or tag) to point at"),
         tag_name: str = typer.Argument(..., metavar="TAG", help="Tag name, e.g. production"),
-        remote: Optional[str] = RemoteOption, accept_new_host_key: bool = AcceptHostKey) -> None:
+        remote: Optional[str] = RemoteOption, accept_new_host_key: bool = AcceptHostKey,
+        json_output: bool = JsonOption) -> None:
     """Point TAG at a version on the remote (tags move; versions never change)."""
     from modelreg.layout import check_name
     from modelreg.tag_moves import move_tag
@@ -178,6 +179,11 @@ def tag(ref: str = typer.Argument(..., help="The version (or tag) to point at"),
     new_tag = moved.tag
     for note in moved.notes:
         stderr.print(f"Warning: {note}", highlight=False, markup=False, soft_wrap=True)
+    if json_output:
+        print_json({"name": new_tag.name, "tag": new_tag.tag, "version": new_tag.version,
+                    "manifest_sha256": new_tag.manifest_sha256, "remote": spec.label, "notes": moved.notes,
+                    "record": moved.move.to_dict() if moved.move else None})
+        return
     stdout.print(f"Tag {new_tag.name}:{new_tag.tag} -> {new_tag.version} (manifest "
                  f"{new_tag.manifest_sha256[:12]}) on {spec.label}.", highlight=False)
 

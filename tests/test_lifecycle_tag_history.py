@@ -51,6 +51,14 @@ def test_every_tag_move_is_recorded_newest_first_outside_the_tags(two_versions, 
         assert len([k for k in storage.list("tag-history/emotion/production/") if k.endswith(".json")]) == 2
 
 
+def test_tag_json_names_the_record_it_wrote(two_versions):
+    moved = json.loads(run_cli("tag", "v1", "production", "--remote", two_versions, "--json").stdout)
+    assert (moved["tag"], moved["version"]) == ("production", "v1")
+    assert moved["record"]["id"] == history(two_versions)["moves"][0]["id"]
+    again = json.loads(run_cli("tag", "v1", "production", "--remote", two_versions, "--json").stdout)
+    assert again["record"] is None
+
+
 def test_rollback_moves_the_tag_back_and_a_second_rollback_undoes_it(two_versions):
     out = run_cli("rollback", "production", "--remote", two_versions)
     assert "from v2 to v1" in out.stdout
