@@ -10,6 +10,7 @@ import typer
 from modelreg.cli.context import AllowYanked, JsonOption, RemoteOption, current_settings
 from modelreg.cli.errors import State
 from modelreg.cli.output import human_size, print_json, progress_reporter, stderr, stdout
+from modelreg.cli.quiet_tensorflow import import_tensorflow_quietly
 from modelreg.errors import UsageError
 
 
@@ -27,6 +28,8 @@ def ingest(ref: str = typer.Argument(..., help="[NAME:]VERSION to create, e.g. v
            mean: Optional[Path] = typer.Option(None, help="The per-feature mean .npy file."),
            std: Optional[Path] = typer.Option(None, help="The per-feature std .npy file.")) -> None:
     """Validate existing files and store them as a bundle in the local cache (pinned in the workspace)."""
+    if family != "files":  # the Keras families rebuild the stored graph to check it
+        import_tensorflow_quietly()
     from modelreg.families import check_family_name
     from modelreg.ingest import ingest as ingest_bundle
     from modelreg.refs import parse_ref
@@ -65,6 +68,7 @@ def train(ref: str = typer.Argument(..., help="[NAME:]VERSION to create, e.g. v9
           dropout: Optional[float] = typer.Option(None),
           l2: Optional[float] = typer.Option(None, help="L2 weight on the dense layer.")) -> None:
     """Train the v9 model (WAV2VEC + BiLSTM + self-attention) and bundle it for push."""
+    import_tensorflow_quietly()
     from modelreg.families.v9.training import TrainOptions
     from modelreg.refs import parse_ref
     from modelreg.train import train_bundle
@@ -106,6 +110,7 @@ def predict(ref: str = typer.Argument(..., help="[NAME:]VERSION or a tag"),
             allow_yanked: bool = AllowYanked,
             json_output: bool = JsonOption) -> None:
     """Classify utterances with a verified model (pulled if needed)."""
+    import_tensorflow_quietly()
     from modelreg.families.v9.data import load_utterance
     from modelreg.loading import load
 
