@@ -66,6 +66,8 @@ class PushResult:
     signed: bool = False
     repair: RepairResult | None = None
     """With `push(repair=True)`: every blob checked and what was repaired."""
+    restored: list[FileEntry] = field(default_factory=list)
+    """Of `skipped`, the blobs gone from the remote by the time the manifest was published, sent again."""
 
 
 @dataclass
@@ -207,6 +209,7 @@ def push(settings: Settings, ref: Ref, spec: RemoteSpec, *, sign_key: Path | Non
                 storage.write(manifest_key, manifest_bytes, create_only=True)
             except AlreadyExists:
                 _check_same_version(read_small(storage, manifest_key) or b"", manifest_bytes, ref, spec)
+            result.restored = _restore_vanished(cache, storage, result.skipped, reporter)
         if not repair:
             sums_key = version_key(ref.name, ref.version, SUMS_NAME)
             if storage.stat(sums_key) is None:
@@ -219,6 +222,20 @@ def push(settings: Settings, ref: Ref, spec: RemoteSpec, *, sign_key: Path | Non
         return result
     finally:
         storage.close()
+
+
+def _restore_vanished(cache: Cache, storage: Storage, reused: list[FileEntry],
+                      reporter: ProgressReporter) -> list[FileEntry]:
+    """Blobs this push found on the remote and did not send, checked again once its manifest is
+    published; any that vanished meanwhile (a `modelreg gc` sweeping an old unreferenced blob while
+    this push ran) is uploaded again from the cache, so the new version is whole."""
+    sizes = run_all(storage, lambda e: storage.stat(blob_key(e.sha256)), reused)
+    vanished = [entry for entry, size in zip(reused, sizes) if size != entry.size]
+    for entry in vanished:
+        reporter.message(f"{entry.path} ({blob_key(entry.sha256)}) vanished from {storage.url} while this "
+                         f"push ran (a gc?); uploading it again")
+    run_all(storage, lambda e: upload_blob(cache, storage, e, reporter), vanished)
+    return vanished
 
 
 def _repair(cache: Cache, storage: Storage, ref: Ref, manifest: Manifest, manifest_bytes: bytes,

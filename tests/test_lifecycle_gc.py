@@ -224,3 +224,29 @@ def test_space_commands_refuse_offline(file_target, command):
 def test_gc_rejects_a_malformed_grace(file_target):
     result = run_cli("gc", "--grace", "soon", "--remote", file_target, expect=2)
     assert "Invalid --grace 'soon'" in result.stderr
+
+
+def test_push_uploads_again_a_reused_blob_that_vanished_before_its_manifest(settings, remote, tmp_path,
+                                                                             monkeypatch):
+    """The race gc's grace cannot cover: a push reuses an old blob, gc sweeps it before the new
+    manifest appears. Here the blob is deleted while the push uploads its other blob."""
+    push(settings, remote, "v1", {"shared.bin": b"old blob" * 1000}, tmp_path)
+    with open_storage(remote) as storage:
+        storage.delete(version_key("emotion", "v1"))  # v1 deleted: its blob is now unreferenced
+    shared_key = blob_key(hashlib.sha256(b"old blob" * 1000).hexdigest())
+    real_upload = transfer.upload_blob
+
+    def upload_while_gc_sweeps(cache, storage, entry, reporter):
+        with open_storage(remote) as sweeper:
+            sweeper.delete(shared_key)
+        return real_upload(cache, storage, entry, reporter)
+
+    monkeypatch.setattr(transfer, "upload_blob", upload_while_gc_sweeps)
+    make_bundle(settings, "v2", {"shared.bin": b"old blob" * 1000, "new.bin": b"new"}, tmp_path)
+
+    result = transfer.push(settings, Ref("emotion", "v2"), remote)
+
+    assert [e.path for e in result.skipped] == ["shared.bin"]
+    assert [e.path for e in result.restored] == ["shared.bin"]
+    with open_storage(remote) as storage:
+        assert storage.stat(shared_key) == len(b"old blob" * 1000)

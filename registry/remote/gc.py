@@ -19,10 +19,12 @@ Mark and sweep, with no lock (none of the backends has one that every writer hon
 What the grace period protects: a push uploads its blobs and publishes its manifest
 last, so its blobs are unreferenced until it ends; they are younger than `grace` as long
 as the push takes less than `grace`, which must therefore exceed the longest push.
-What it cannot protect: a push that finds an old unreferenced blob already there (left
-by a deleted version) skips uploading it; if gc deletes that blob before the push
-publishes, the new version misses it. Steps 3 and 4 narrow and report that case; to
-exclude it, run gc when no push is running.
+What it cannot protect alone: a push that finds an old unreferenced blob already there
+(left by a deleted version) skips uploading it. If gc deletes that blob before the push
+publishes, the push notices when it checks the blobs it reused right after publishing,
+and uploads them again (`transfer.push`); if gc deletes it in the instant after that
+check and before gc's own re-mark sees the new manifest, step 4 reports the version as
+damaged. To exclude even that, run gc when no push is running.
 """
 
 from __future__ import annotations
