@@ -53,7 +53,7 @@ from modelreg.tag_moves import check_tag_downgrade, move_tag
 from modelreg.trust.gate import open_cached_manifest, require_cached_manifest, verify_manifest
 from modelreg.trust.policy import SignatureStatus, remember_tag, sign_bundle
 from modelreg.upload import upload_blob
-from modelreg.yanking import check_cached_yank, enforce_yank
+from modelreg.yanking import check_cached_yank, enforce_yank, remember_yank
 
 
 @dataclass
@@ -210,6 +210,7 @@ def push(settings: Settings, ref: Ref, spec: RemoteSpec, *, sign_key: Path | Non
             except AlreadyExists:
                 _check_same_version(read_small(storage, manifest_key) or b"", manifest_bytes, ref, spec)
             result.restored = _restore_vanished(cache, storage, result.skipped, reporter)
+            remember_yank(cache, ref, spec.url, None)  # just published: nobody has yanked it yet
         if not repair:
             sums_key = version_key(ref.name, ref.version, SUMS_NAME)
             if storage.stat(sums_key) is None:
