@@ -38,6 +38,11 @@ def utc_now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+_PLAIN_PATH = re.compile(r"(?!\.\.?(?:/|\Z))[A-Za-z0-9_.+-]+(?:/(?!\.\.?(?:/|\Z))[A-Za-z0-9_.+-]+)*")
+"""Relative paths of letters, digits, `_.+-` and `/` without empty, `.` or `..` components: all
+accepted by `check_bundle_path` (the rest get its full checks and messages)."""
+
+
 def check_bundle_path(path: str) -> str:
     """Accept only a plain relative name such as `best_model_v9.h5` or `extra/notes.txt`.
 
@@ -46,6 +51,8 @@ def check_bundle_path(path: str) -> str:
     writes beside a bundle (manifest.json, SHA256SUMS, model.sig), so that
     materializing a bundle can never write outside its directory.
     """
+    if type(path) is str and _PLAIN_PATH.fullmatch(path) and path not in RESERVED_NAMES:
+        return path  # the common case, without the character-by-character checks below
     problem = None
     if not isinstance(path, str) or not path:
         problem = "it is empty"
