@@ -372,8 +372,9 @@ class S3Storage(StorageBase):
     def fetch_small(self, key: str, limit: int) -> bytes | None:
         """The whole object at `key` when it has at most `limit` bytes, by one lean GET
         (`modelreg.storage.s3.lean`); None when that cannot tell (absent, larger, an error to
-        retry or explain): `read` it then. A stall raises as `read` would. After any answer but
-        a 404 the lean path is given up for this storage (a redirect or a refusal would repeat)."""
+        retry or explain): `read` it then. A stall raises as `read` would. After a refusal, a
+        redirect, a server error or a failed connection the lean path is given up for this
+        storage (they would repeat); not after a missing key or one larger than `limit`."""
         lean = self._lean
         if lean is None:
             return None
@@ -381,7 +382,7 @@ class S3Storage(StorageBase):
         try:
             return lean.get(self._key(key), limit)
         except LeanUnavailable as exc:
-            if exc.status != 404:
+            if exc.status not in (200, 206, 404, 416):
                 self._lean = None
             return None
         except STALLS as exc:
