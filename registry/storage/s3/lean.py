@@ -25,6 +25,7 @@ exception: it is not repeated (as boto3 would not), its error is raised as is.
 from __future__ import annotations
 
 import threading
+import uuid
 import xml.etree.ElementTree as ElementTree
 from datetime import datetime
 from email.utils import parsedate_to_datetime
@@ -82,22 +83,25 @@ class LeanRequests:
     def _learn(self, operation: str) -> tuple[str, dict]:
         seen: dict = {}
         events = self._client.meta.events
+        probe = f"{PROBE_KEY}-{uuid.uuid4().hex}"  # the hooks touch this request only, not another thread's
 
         def before_sign(request, **_kwargs) -> None:
-            seen["context"] = dict(request.context)
+            if probe in request.url:
+                seen["context"] = dict(request.context)
 
         def before_send(request, **_kwargs) -> None:
-            seen["url"] = request.url
-            raise _Stopped
+            if probe in request.url:
+                seen["url"] = request.url
+                raise _Stopped
 
         sign_event, send_event = f"before-sign.s3.{operation}", f"before-send.s3.{operation}"
         events.register(sign_event, before_sign, unique_id="modelreg-lean-sign")
         events.register_first(send_event, before_send, unique_id="modelreg-lean-send")
         try:
             if operation == "GetObject":
-                self._client.get_object(Bucket=self._bucket, Key=PROBE_KEY)
+                self._client.get_object(Bucket=self._bucket, Key=probe)
             else:
-                self._client.list_objects_v2(Bucket=self._bucket, Prefix=PROBE_KEY)
+                self._client.list_objects_v2(Bucket=self._bucket, Prefix=probe)
         except _Stopped:
             pass
         except (BotoCoreError, ClientError) as exc:  # e.g. no credentials: boto3's path will say so
@@ -109,7 +113,7 @@ class LeanRequests:
             raise LeanUnavailable(f"botocore built no {operation} request to learn from")
         url = seen["url"]
         if operation == "GetObject":
-            encoded = percent_encode(PROBE_KEY, safe="/~")
+            encoded = percent_encode(probe, safe="/~")
             if not url.endswith("/" + encoded):
                 raise LeanUnavailable(f"unexpected GetObject URL {url}")
             return url[:-len(encoded)], seen["context"]
