@@ -29,10 +29,13 @@ RESERVED_NAMES = {MANIFEST_NAME, SUMS_NAME, SIGNATURE_NAME}
 MAX_MANIFEST_BYTES = 16 * 1024 * 1024
 
 
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+"""What `json.dumps` builds from these arguments on every call, built once."""
+
+
 def canonical_json(value) -> bytes:
     """The one serialization of JSON data modelreg hashes: sorted keys, no spaces, UTF-8, no NaN."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
-                      allow_nan=False).encode("utf-8")
+    return _CANONICAL.encode(value).encode("utf-8")
 
 
 def utc_now() -> str:

@@ -151,19 +151,24 @@ def _parse_manifest(storage: Storage, entry: _Entry, data: bytes) -> Manifest | 
 def _entries(objects: Mapping[str, str | None], filename: str | None, scan: Scan) -> list[_Entry]:
     """`models/<name>/<version>/<filename>` (or, without filename, `tags/<name>/<tag>.json`) keys as refs."""
     entries = []
+    suffix = f"/{filename}" if filename is not None else ".json"
+    model_names: set[str] = set()  # checked already: one model has thousands of versions
     for key, fingerprint in objects.items():
+        if not key.endswith(suffix):
+            continue
         parts = key.split("/")
         if filename is not None:
             if len(parts) != 4 or parts[3] != filename:
                 continue
             name, item = parts[1], parts[2]
-        elif len(parts) == 3 and parts[2].endswith(".json"):
+        elif len(parts) == 3:
             name, item = parts[1], parts[2].removesuffix(".json")
         else:
             continue
         try:
-            entries.append(_Entry(key, Ref(check_name(name, "model name"), check_name(item, "name")),
-                                  fingerprint))
+            if name not in model_names:
+                model_names.add(check_name(name, "model name"))
+            entries.append(_Entry(key, Ref(name, check_name(item, "name")), fingerprint))
         except UsageError as exc:
             scan.broken.append((key, str(exc)))
     return entries
