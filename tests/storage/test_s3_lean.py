@@ -14,6 +14,9 @@ import pytest
 
 from modelreg.config import RemoteSpec
 from modelreg.errors import RemoteError
+from modelreg.layout import version_key
+from modelreg.manifest import FileEntry, Manifest
+from modelreg.remote.scan import scan_remote
 from modelreg.storage.s3.backend import S3Storage, parse_s3_url
 from modelreg.storage.s3.lean import LeanUnavailable, parse_list_page
 from modelreg.storage.s3.listing import _list_lean, list_objects
@@ -123,3 +126,23 @@ def test_missing_bucket_through_the_lean_path_is_still_named(s3_remote):
         assert store.fetch_small("k", 10) is None
         with pytest.raises(RemoteError, match="bucket does not exist"):
             store.list_info("")
+
+
+@pytest.mark.s3
+def test_scan_of_a_remote_needs_neither_boto3_reads_nor_its_paginator(storage, tmp_path, monkeypatch):
+    """The lean path serves a whole `list` on a plain S3 server: were it lost (say a botocore
+    upgrade changed the URL it learns), lists would still work, only slowly; this says so."""
+    for version in ("v1", "v2"):
+        storage.write(version_key("emotion", version), Manifest(
+            name="emotion", version=version, files=(FileEntry("w.bin", "weights", 1, "ab" * 32),),
+            model={"family": "files", "input_shape": [], "labels": ["a"], "hyperparameters": {}},
+            provenance={"modelreg_version": "test"}).to_bytes())
+
+    def refused(*_args, **_kwargs):
+        raise AssertionError("boto3 was used")
+
+    monkeypatch.setattr(storage, "read", refused)
+    monkeypatch.setattr(storage._client, "get_paginator", refused)
+    scan = scan_remote(storage, tmp_path / "cache")
+    assert [found.manifest.version for found in scan.versions] == ["v1", "v2"] and scan.broken == []
+    assert scan.fetched == 2
