@@ -1,15 +1,18 @@
 """`modelreg list` on an S3 registry with many versions: the first list (empty cache) and a repeated one.
 
-    .venv/bin/python -m bench.bench_list [--versions 1000,10000] [--rounds 3] [--out bench/out/list-s3.json]
+    .venv/bin/python -m bench.bench_list [--versions 1000,10000] [--rounds 5] [--out bench/out/list-s3.json]
 
 Starts its own SeaweedFS on loopback. For each count it writes that many versions
 straight into the bucket with boto3, as a push leaves them (manifest.json and
 SHA256SUMS per version, all naming one shared blob, plus a tag), then times
-`modelreg list --remote bench` as a new process, its table sent to /dev/null:
-"first" with the cache removed before each run, "repeated" with the cache the
-previous run left. It also times `Manifest.from_bytes` on one of those manifests in
-this process (the validation every list repeats per version). Goals (issue 16):
-first list of 10,000 versions < 15 s, a repeated one < 2 s.
+`modelreg list --remote bench` as a new process, its table sent to /dev/null, in
+rounds of two: "first" with the cache removed, then "repeated" with the cache that
+run left. Each run also records the CPU seconds of the command (user + system, from
+`/usr/bin/time`) and of the server (the `weed` process, from /proc), since client and
+server share this machine's cores. It also times `Manifest.from_bytes` on one of those
+manifests in this process (the validation every list repeats per version). Goals
+(issue 16): first list of 10,000 versions < 15 s, a repeated one < 2 s.
+`python -m bench.render_table` renders the result beside the push/pull table.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from bench.bench_cli import MODELREG, machine, run_measured, summary
+from bench.bench_cli import MODELREG, TIME, machine, summary
 from modelreg.manifest import FileEntry, Manifest
 from tests.servers.s3 import SeaweedServer
 
@@ -78,6 +81,29 @@ def populate(client, root: str, count: int) -> bytes:
     return sample
 
 
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds a running process has used so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run_with_cpu(cmd: list[str], env: dict, server_pid: int) -> dict:
+    """Wall seconds, the command's CPU seconds and peak RSS, and the server's CPU seconds, of one run."""
+    with tempfile.NamedTemporaryFile("r", suffix=".time") as report:
+        server_before = process_cpu_seconds(server_pid)
+        start = time.perf_counter()
+        result = subprocess.run([TIME, "-f", "%M %U %S", "-o", report.name, *cmd], env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        elapsed = time.perf_counter() - start
+        server = process_cpu_seconds(server_pid) - server_before
+        if result.returncode != 0:
+            raise SystemExit(f"{' '.join(cmd)} failed ({result.returncode}):\n"
+                             f"{result.stderr.decode(errors='replace')}")
+        peak, user, system = report.read().split()[-3:]
+    return {"wall": elapsed, "client_cpu": float(user) + float(system), "server_cpu": server,
+            "rss_kib": int(peak)}
+
+
 def validation_seconds(sample: bytes, repeats: int = 2000) -> float:
     start = time.perf_counter()
     for _ in range(repeats):
@@ -88,7 +114,7 @@ def validation_seconds(sample: bytes, repeats: int = 2000) -> float:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--versions", default="1000,10000")
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "out" / "list-s3.json"))
     parser.add_argument("--workdir", default=tempfile.gettempdir())
     args = parser.parse_args(argv)
@@ -113,23 +139,26 @@ def main(argv: list[str] | None = None) -> int:
                                 "--endpoint-url", seaweed.endpoint_url], env=env, check=True,
                                stdout=subprocess.DEVNULL)
                 command = [MODELREG, "list", "--remote", "bench"]
-                for case in ("first", "repeated"):
-                    times, rss = [], []
-                    for _ in range(args.rounds):
-                        if case == "first":
-                            shutil.rmtree(home / "cache", ignore_errors=True)
-                        elapsed, peak = run_measured(command, env)
-                        times.append(elapsed)
-                        rss.append(peak)
-                    row = {"backend": "s3", "case": case, "versions": count, "modelreg": summary(times),
-                           "modelreg_max_rss_mb": round(max(rss) / 1024, 1),
-                           "goal": GOALS.get((case, count)),
-                           "from_bytes_us_per_manifest": round(validation_seconds(sample) * 1e6, 1),
+                runs: dict[str, list[dict]] = {"first": [], "repeated": []}
+                for _ in range(args.rounds):
+                    shutil.rmtree(home / "cache", ignore_errors=True)
+                    for case in ("first", "repeated"):
+                        runs[case].append(run_with_cpu(command, env, seaweed.process.pid))
+                from_bytes_us = round(validation_seconds(sample) * 1e6, 1)
+                for case, measured in runs.items():
+                    row = {"backend": "s3", "case": case, "versions": count,
+                           "modelreg": summary([run["wall"] for run in measured]),
+                           "client_cpu_s": summary([run["client_cpu"] for run in measured]),
+                           "server_cpu_s": summary([run["server_cpu"] for run in measured]),
+                           "modelreg_max_rss_mb": round(max(run["rss_kib"] for run in measured) / 1024, 1),
+                           "goal": GOALS.get((case, count)), "from_bytes_us_per_manifest": from_bytes_us,
                            "manifest_bytes": len(sample)}
                     results.append(row)
                     print(f"s3 list {case:8} {count:6} versions: {row['modelreg']['median_s']:.2f} s "
                           f"[{row['modelreg']['min_s']:.2f}-{row['modelreg']['max_s']:.2f}] "
-                          f"goal {row['goal'] or '-'}, rss {row['modelreg_max_rss_mb']} MB", flush=True)
+                          f"goal {row['goal'] or '-'}, client CPU {row['client_cpu_s']['median_s']:.2f} s, "
+                          f"server CPU {row['server_cpu_s']['median_s']:.2f} s, "
+                          f"rss {row['modelreg_max_rss_mb']} MB", flush=True)
                 write_report(Path(args.out), args.rounds, before, results)
             client.close()
     finally:

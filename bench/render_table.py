@@ -1,9 +1,12 @@
-"""Render bench_cli results (`bench/out/cli-ssh.json`, `cli-s3.json`) as the README's benchmark table.
+"""Render bench results as the README's benchmark tables: bench_cli's (`bench/out/cli-ssh.json`,
+`cli-s3.json`) and, when there is one, bench_list's (`bench/out/list-s3.json`).
 
-    .venv/bin/python -m bench.render_table [--json FILE ...] [--readme README.md]
+    .venv/bin/python -m bench.render_table [--json FILE ...] [--list-json FILE] [--readme README.md]
 
 Prints the markdown; with --readme, replaces the text between the
-`<!-- bench-table:start -->` and `<!-- bench-table:end -->` markers in that file.
+`<!-- bench-table:start -->` and `<!-- bench-table:end -->` markers in that file. The list
+table follows a `<!-- bench-list-table -->` line inside that block; when no bench_cli file
+exists (only bench_list was run), the block's push/pull part is kept as it was.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import sys
 from pathlib import Path
 
 START, END = "<!-- bench-table:start -->", "<!-- bench-table:end -->"
+LIST_MARK = "<!-- bench-list-table -->"
 GOALS = {
     ("ssh", "pull", "bundle"): ">= 0.8x", ("ssh", "push", "bundle"): ">= 0.8x",
     ("ssh", "pull", "big"): ">= 1.0x", ("ssh", "push", "big"): ">= 1.0x",
@@ -84,10 +88,41 @@ def render(reports: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def replace_section(path: Path, table: str) -> None:
+def render_list(report: dict) -> str:
+    """The `modelreg list` table of a bench_list run (first and repeated lists per version count)."""
+    rows = report["results"]
+    lines = [
+        f"`modelreg list` of an S3 registry holding many versions (new processes, table sent to "
+        f"/dev/null), measured by `make bench` (`python -m bench.bench_list`); "
+        f"{describe_run(report, 'S3')}. Median of {report['rounds']} rounds (min–max); each round "
+        f"is a first list (empty cache: every manifest and tag read) followed by a repeated one "
+        f"(the cache that list left: unchanged objects reused). Client CPU is the command's user + "
+        f"system time, server CPU the loopback SeaweedFS process's, both on the same cores. "
+        f"`Manifest.from_bytes`, which every list repeats per version, took "
+        f"{rows[0]['from_bytes_us_per_manifest']:.0f} µs per {rows[0]['manifest_bytes']}-byte manifest.",
+        "",
+        "| case | versions | modelreg | goal | client CPU | server CPU | modelreg peak RSS |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        lines.append("| " + " | ".join([
+            f"S3 list, {row['case']}", f"{row['versions']:,}", seconds(row["modelreg"]), row.get("goal") or "",
+            f"{row['client_cpu_s']['median_s']:.2f} s", f"{row['server_cpu_s']['median_s']:.2f} s",
+            f"{row['modelreg_max_rss_mb']:.0f} MB"]) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def current_section(path: Path) -> str:
+    """The text between the markers in `path`."""
     text = path.read_text()
     if START not in text or END not in text:
         raise SystemExit(f"{path} has no {START} ... {END} markers.")
+    return text.split(START, 1)[1].split(END, 1)[0].strip("\n") + "\n"
+
+
+def replace_section(path: Path, table: str) -> None:
+    current_section(path)  # the markers are there
+    text = path.read_text()
     head, rest = text.split(START, 1)
     _old, tail = rest.split(END, 1)
     path.write_text(f"{head}{START}\n{table}{END}{tail}")
@@ -98,11 +133,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="append", help="a bench_cli result file (repeatable; later "
                         "files replace earlier rows of the same backend); default bench/out/cli-ssh.json "
                         "and cli-s3.json")
-    parser.add_argument("--readme", help="replace the table between the markers in this file")
+    parser.add_argument("--list-json", help="a bench_list result file; default bench/out/list-s3.json "
+                        "when it exists")
+    parser.add_argument("--readme", help="replace the tables between the markers in this file")
     args = parser.parse_args(argv)
     out = Path(__file__).resolve().parent / "out"
-    files = args.json or [str(out / "cli-ssh.json"), str(out / "cli-s3.json")]
-    table = render([json.loads(Path(name).read_text()) for name in files])
+    files = [Path(name) for name in args.json or [out / "cli-ssh.json", out / "cli-s3.json"]]
+    if all(file.exists() for file in files):
+        table = render([json.loads(file.read_text()) for file in files])
+    elif args.readme and not args.json:
+        table = current_section(Path(args.readme)).split(LIST_MARK, 1)[0].rstrip("\n") + "\n"
+    else:
+        raise SystemExit(f"No bench_cli results: {', '.join(str(file) for file in files if not file.exists())}")
+    list_file = Path(args.list_json) if args.list_json else out / "list-s3.json"
+    if args.list_json or list_file.exists():
+        table += f"\n{LIST_MARK}\n" + render_list(json.loads(list_file.read_text()))
     if args.readme:
         replace_section(Path(args.readme), table)
     print(table)

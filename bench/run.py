@@ -1,10 +1,13 @@
 """`make bench`: the whole-command benchmark, written to bench/out/cli-*.json and rendered into README.md.
 
-    .venv/bin/python -m bench.run [--rounds 5] [--big 500M] [--only ssh,s3] [--in-process]
+    .venv/bin/python -m bench.run [--rounds 5] [--big 500M] [--only ssh,s3] [--list-versions 1000,10000]
+                                  [--no-list] [--in-process]
 
 Runs `bench.bench_cli` (modelreg push/pull as new processes next to `scp -r` and
 `aws s3 cp --recursive`, alternating, medians and spread, peak RSS), then
-`bench.render_table --readme README.md`. With --in-process it also runs the older
+`bench.bench_list` (`modelreg list` of an S3 registry with 1,000 and 10,000 versions, first
+and repeated, into bench/out/list-s3.json; skipped with --no-list), then
+`bench.render_table --readme README.md` (both tables). With --in-process it also runs the older
 per-backend benchmarks (warm, in-process transfers; labelled as such in their output)
 into bench/out/*.json. Speed targets live here and in the table's goal column, never
 in timed tests.
@@ -42,6 +45,9 @@ def main() -> int:
     parser.add_argument("--only", default="ssh,s3", help="backends, each run with fresh servers")
     parser.add_argument("--in-process", action="store_true",
                         help="also run the in-process backend benchmarks (12M,1G) into bench/out/")
+    parser.add_argument("--list-versions", default="1000,10000", help="version counts for bench.bench_list")
+    parser.add_argument("--no-list", action="store_true", help="skip bench.bench_list (and keep the "
+                        "list table of an earlier run, if any)")
     args = parser.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
     py = sys.executable
@@ -50,6 +56,9 @@ def main() -> int:
     results = [OUT / f"cli-{backend}.json" for backend in args.only.split(",")]
     ok = all([step([py, "-m", "bench.bench_cli", "--rounds", args.rounds, "--big", args.big, "--only",
                     backend, "--out", str(out)]) for backend, out in zip(args.only.split(","), results)])
+    if not args.no_list:
+        ok = step([py, "-m", "bench.bench_list", "--versions", args.list_versions, "--rounds", args.rounds,
+                   "--out", str(OUT / "list-s3.json")]) and ok
     ok = ok and step([py, "-m", "bench.render_table", *(f"--json={out}" for out in results),
                       "--readme", str(REPO_ROOT / "README.md")])
     if args.in_process:

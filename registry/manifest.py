@@ -10,10 +10,11 @@ against `registry/schemas/manifest-v1.schema.json` and checks each file path wit
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import lru_cache
 from importlib import resources
@@ -28,14 +29,22 @@ RESERVED_NAMES = {MANIFEST_NAME, SUMS_NAME, SIGNATURE_NAME}
 MAX_MANIFEST_BYTES = 16 * 1024 * 1024
 
 
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+"""What `json.dumps` builds from these arguments on every call, built once."""
+
+
 def canonical_json(value) -> bytes:
     """The one serialization of JSON data modelreg hashes: sorted keys, no spaces, UTF-8, no NaN."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
-                      allow_nan=False).encode("utf-8")
+    return _CANONICAL.encode(value).encode("utf-8")
 
 
 def utc_now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+_PLAIN_PATH = re.compile(r"(?!\.\.?(?:/|\Z))[A-Za-z0-9_.+-]+(?:/(?!\.\.?(?:/|\Z))[A-Za-z0-9_.+-]+)*")
+"""Relative paths of letters, digits, `_.+-` and `/` without empty, `.` or `..` components: all
+accepted by `check_bundle_path` (the rest get its full checks and messages)."""
 
 
 def check_bundle_path(path: str) -> str:
@@ -46,6 +55,8 @@ def check_bundle_path(path: str) -> str:
     writes beside a bundle (manifest.json, SHA256SUMS, model.sig), so that
     materializing a bundle can never write outside its directory.
     """
+    if type(path) is str and _PLAIN_PATH.fullmatch(path) and path not in RESERVED_NAMES:
+        return path  # the common case, without the character-by-character checks below
     problem = None
     if not isinstance(path, str) or not path:
         problem = "it is empty"
@@ -101,9 +112,15 @@ class Manifest:
     format_version: int = FORMAT_VERSION
 
     def to_dict(self) -> dict:
-        data = asdict(self)
-        data["files"] = [asdict(entry) for entry in self.files]
-        return data
+        """What `dataclasses.asdict` gives (a copy: changing it leaves the manifest alone), built
+        directly: asdict's generic recursion took 66 µs a manifest, a second of `list --json`
+        for 10,000 versions."""
+        return {"name": self.name, "version": self.version,
+                "files": [{"path": entry.path, "role": entry.role, "size": entry.size, "sha256": entry.sha256}
+                          for entry in self.files],
+                "model": _copied(self.model), "metrics": _copied(self.metrics),
+                "provenance": _copied(self.provenance), "created": self.created,
+                "format_version": self.format_version}
 
     def to_bytes(self) -> bytes:
         """The canonical bytes; validated so that a manifest modelreg writes is one it can read."""
@@ -170,6 +187,17 @@ class Manifest:
         files = tuple(FileEntry(**entry) for entry in raw["files"])
         fields = {k: v for k, v in raw.items() if k != "files"}
         return cls(files=files, **fields)
+
+
+def _copied(value):
+    """A deep copy of JSON-like data (dicts, lists, tuples of plain values), as `asdict` makes it."""
+    if type(value) is dict:
+        return {key: _copied(item) for key, item in value.items()}
+    if type(value) in (list, tuple):
+        return type(value)(_copied(item) for item in value)
+    if isinstance(value, (dict, list, tuple)):
+        return copy.deepcopy(value)
+    return value
 
 
 @lru_cache(maxsize=1)

@@ -79,12 +79,13 @@ def test_file_registry_refuses_a_symlink_in_place_of_an_object(file_remote, tmp_
 
 # -- silent servers ------------------------------------------------------------------------------
 
-def test_silent_s3_endpoint_fails_within_the_stall_timeout(settings, s3_remote):
+@pytest.mark.parametrize("command", [["pull", "v9"], ["list"]])
+def test_silent_s3_endpoint_fails_within_the_stall_timeout(settings, s3_remote, command):
     with SilentServer() as silent:
         spec = replace(s3_remote, options={"endpoint_url": f"http://127.0.0.1:{silent.port}"})
         target = register_remote(settings, spec)
         started = time.monotonic()
-        out = run_cli("--stall-timeout", str(STALL), "pull", "v9", "--remote", target, expect=5, timeout=60)
+        out = run_cli("--stall-timeout", str(STALL), *command, "--remote", target, expect=5, timeout=60)
         elapsed = time.monotonic() - started
 
     assert elapsed < STALL + CLI_MARGIN, out.stderr
@@ -166,7 +167,7 @@ def test_web_server_on_the_ssh_port_is_named_as_not_ssh(settings, ssh_remote, ss
     assert "Traceback" not in out.stderr and out.stderr.count("\n") == 1
 
 
-@pytest.mark.parametrize("command", ["pull", "push"])
+@pytest.mark.parametrize("command", ["pull", "push", "list"])
 def test_web_server_as_s3_endpoint_is_named_as_not_s3(settings, s3_remote, tmp_path, command):
     make_bundle(settings, "v9", {"a.bin": b"a" * 1000}, tmp_path)
     with PlainHttpServer() as web:

@@ -115,3 +115,19 @@ def test_sha256sums_is_checkable_by_coreutils(tmp_path):
     result = subprocess.run(["sha256sum", "-c", "SHA256SUMS"], cwd=tmp_path, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "a.bin: OK" in result.stdout
+
+
+def test_to_dict_is_what_asdict_gives_and_a_copy():
+    import dataclasses
+
+    manifest = Manifest(name="emotion", version="v1", files=(FileEntry("w.h5", "weights", 3, "ab" * 32),),
+                        model={"family": "v9", "input_shape": (None, 300, 40), "labels": ["a", "b"],
+                               "hyperparameters": {"layers": [{"units": 8}, (1, 2)]}},
+                        metrics={"accuracy": 0.5}, provenance={"modelreg_version": "x"})
+    expected = dataclasses.asdict(manifest)
+    expected["files"] = [dataclasses.asdict(entry) for entry in manifest.files]
+    assert repr(manifest.to_dict()) == repr(expected)
+    copy = manifest.to_dict()
+    copy["model"]["hyperparameters"]["layers"][0]["units"] = 9
+    copy["model"]["labels"].append("c")
+    assert manifest.model["hyperparameters"]["layers"][0] == {"units": 8} and manifest.model["labels"] == ["a", "b"]

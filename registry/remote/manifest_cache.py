@@ -54,8 +54,16 @@ class ListingCache:
     def _path(self, sha256: str) -> Path:
         return self._objects / sha256[:2] / sha256
 
-    def get(self, key: str, fingerprint: str | None) -> bytes | None:
-        """The bytes read from `key` when it had this fingerprint, re-hashed; None when not cached."""
+    def previous(self, prefix: str) -> dict[str, str]:
+        """{key: fingerprint} of the keys under `prefix` the last listing read or reused."""
+        return {key: entry[0] for key, entry in self._previous.items() if key.startswith(prefix)}
+
+    def get(self, key: str, fingerprint: str | None, *, keep: bool = True) -> bytes | None:
+        """The bytes read from `key` when it had this fingerprint, re-hashed; None when not cached.
+
+        With `keep=False` (a read ahead of the listing) the key is not carried into the next
+        index until `keep(key)` confirms the listing still shows it with that fingerprint.
+        """
         entry = self._previous.get(key)
         if fingerprint is None or entry is None or entry[0] != fingerprint:
             return None
@@ -65,8 +73,13 @@ class ListingCache:
             return None
         if data is None or hash_bytes(data) != entry[1]:
             return None
-        self._current[key] = entry
+        if keep:
+            self._current[key] = entry
         return data
+
+    def keep(self, key: str) -> None:
+        """Carry `key`, read with `get(keep=False)`, into the next index as it was."""
+        self._current[key] = self._previous[key]
 
     def put(self, key: str, fingerprint: str | None, data: bytes) -> None:
         """Remember the bytes read from `key`, listed with `fingerprint` just before they were read.

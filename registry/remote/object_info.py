@@ -4,28 +4,24 @@
 that changes whenever the object at that key is replaced (deleted and written
 again, or overwritten), or None when the backend cannot promise that:
 
-- S3: size, ETag and LastModified from ListObjectsV2. The ETag is derived from the
-  content (the MD5 of a single PUT, of the parts for a multipart upload).
-- file://: size, mtime_ns, ctime_ns and inode from `lstat`.
-- SSH: size and mtime from SFTP `listdir_attr`; SFTP (protocol 3) has whole-second
-  mtimes and no inode, so an object replaced by one of the same size within the
-  second of its mtime would look unchanged.
+- S3: size, ETag and LastModified from `Storage.list_info` (ListObjectsV2). The ETag is
+  derived from the content (the MD5 of a single PUT, of the parts for a multipart upload).
+- SSH: size and mtime from `Storage.list_info` (SFTP `listdir_attr`); SFTP (protocol 3) has
+  whole-second mtimes and no inode, so an object replaced by one of the same size within
+  the second of its mtime would look unchanged.
+- file://: size, mtime_ns, ctime_ns and inode from `lstat`. `list_info` has only size and
+  mtime, and a file put back with its old size and mtime (`cp -p`, `rsync -t`) would look
+  unchanged by them alone; ctime and the inode change, so this backend is still walked here.
 
 For the mtime-based backends (file, SSH) an object whose mtime is less than
 `SETTLE_SECONDS` before this machine's clock gets None ("racy", as git calls it):
 it may still be replaced within the same mtime tick, so it is read again next time.
 This assumes the server's clock is not more than `SETTLE_SECONDS` - 1 s behind this one.
-
-The backends are reached here, behind this one function, until the storage
-protocol has a listing with sizes and times of its own (`Storage.list_info`); then
-this module is re-pointed at it.
 """
 
 from __future__ import annotations
 
-import errno
 import os
-import posixpath
 import stat as stat_mode
 import time
 
@@ -49,23 +45,9 @@ def _settled(mtime: float, now: float) -> bool:
     return mtime < now - SETTLE_SECONDS
 
 
-def _list_s3(storage, prefix: str) -> Fingerprints:
-    from botocore.exceptions import BotoCoreError, ClientError
-
-    root = f"{storage.prefix}/" if storage.prefix else ""
-    directory = prefix.strip("/")
-    found: Fingerprints = {}
-    try:
-        pages = storage._client.get_paginator("list_objects_v2").paginate(
-            Bucket=storage.bucket, Prefix=f"{root}{directory}/" if directory else root)
-        for page in pages:
-            for item in page.get("Contents", ()):
-                if not item["Key"].endswith("/"):
-                    found[item["Key"][len(root):]] = \
-                        f"s3:{item['Size']}:{item['ETag']}:{item['LastModified'].isoformat()}"
-    except (ClientError, BotoCoreError) as exc:
-        raise storage._error(exc, "list", prefix) from exc
-    return dict(sorted(found.items()))
+def _list_s3(storage: Storage, prefix: str) -> Fingerprints:
+    return {info.key: f"s3:{info.size}:{info.etag}:{info.mtime!r}" if info.etag else None
+            for info in storage.list_info(prefix)}
 
 
 def _list_local(storage, prefix: str) -> Fingerprints:
@@ -87,28 +69,7 @@ def _list_local(storage, prefix: str) -> Fingerprints:
     return dict(sorted(found.items()))
 
 
-def _list_ssh(storage, prefix: str) -> Fingerprints:
-    from modelreg.storage.ssh.errors import TRANSFER_ERRORS, errno_of
-
-    found: Fingerprints = {}
-    with storage._session() as session:
-        root = storage._root_path
-        directories = [storage._path(prefix.strip("/")) if prefix.strip("/") else root]
-        now = time.time()
-        while directories:
-            directory = directories.pop()
-            try:
-                entries = session.sftp.listdir_attr(directory)
-            except TRANSFER_ERRORS as exc:
-                if errno_of(exc) == errno.ENOENT:
-                    continue
-                storage._fail(exc, "list", directory)
-            for entry in entries:
-                full = posixpath.join(directory, entry.filename)
-                if stat_mode.S_ISDIR(entry.st_mode or 0):
-                    directories.append(full)
-                elif not entry.filename.startswith(TEMP_PREFIX):
-                    mtime = entry.st_mtime or 0
-                    found[posixpath.relpath(full, root)] = (f"ssh:{entry.st_size}:{mtime}"
-                                                            if _settled(mtime, now) else None)
-    return dict(sorted(found.items()))
+def _list_ssh(storage: Storage, prefix: str) -> Fingerprints:
+    now = time.time()
+    return {info.key: f"ssh:{info.size}:{info.mtime!r}" if _settled(info.mtime, now) else None
+            for info in storage.list_info(prefix)}

@@ -73,6 +73,9 @@ class ObjectInfo:
     """Seconds from `mtime` to the listing (>= 0), by the server's clock where the backend can read
     it (S3: the response's `Date` header), else this machine's (file://, SSH: the mtimes are
     the server's, the clock is ours; a skewed clock makes objects look older or younger)."""
+    etag: str | None = None
+    """S3's ETag as listed (quotes included; derived from the content: the MD5 of a single PUT, of
+    the parts for a multipart upload); None on backends without one (file://, SSH)."""
 
 
 @dataclass(frozen=True)

@@ -62,6 +62,7 @@ from modelreg.storage.base import (
 )
 from modelreg.storage.s3.cleanup import abort_stale_uploads, abort_upload
 from modelreg.storage.s3.errors import ADVICE, STALLS, STREAM_ERRORS, not_an_s3_server, translate_error
+from modelreg.storage.s3.lean import LeanRequests, LeanUnavailable
 from modelreg.storage.s3.listing import list_multipart_uploads, list_objects
 
 MiB = 1 << 20
@@ -198,6 +199,7 @@ class S3Storage(StorageBase):
                                            thread_name_prefix="s3-read")
         self._lock = threading.Lock()
         self._bucket_seen = False
+        self._lean: LeanRequests | None = LeanRequests(self._client, self.bucket)
 
     def _new_client(self):
         client = self._session.client("s3", endpoint_url=self._endpoint_url, config=self._config)
@@ -367,6 +369,25 @@ class S3Storage(StorageBase):
                                             "download it again"), "download", key)
         return self._error(exc, "download", key)
 
+    def fetch_small(self, key: str, limit: int) -> bytes | None:
+        """The whole object at `key` when it has at most `limit` bytes, by one lean GET
+        (`modelreg.storage.s3.lean`); None when that cannot tell (absent, larger, an error to
+        retry or explain): `read` it then. A stall raises as `read` would. After a refusal, a
+        redirect, a server error or a failed connection the lean path is given up for this
+        storage (they would repeat); not after a missing key or one larger than `limit`."""
+        lean = self._lean
+        if lean is None:
+            return None
+        self.check_cancelled()
+        try:
+            return lean.get(self._key(key), limit)
+        except LeanUnavailable as exc:
+            if exc.status not in (200, 206, 404, 416):
+                self._lean = None
+            return None
+        except STALLS as exc:
+            raise self._error(exc, "download", key) from exc
+
     # -- write --------------------------------------------------------------
 
     def write(self, key: str, source: Path | bytes | HashingReader, *, create_only: bool = False,
@@ -453,7 +474,8 @@ class S3Storage(StorageBase):
 
     def list_info(self, prefix: str) -> list[ObjectInfo]:
         """As the protocol says; ages by the server's clock (`modelreg.storage.s3.listing`)."""
-        return self._translated("list", prefix, list_objects, self._client, self.bucket, self.prefix, prefix)
+        return self._translated("list", prefix, list_objects, self._client, self.bucket, self.prefix, prefix,
+                                self._lean)
 
     def list_uploads(self, prefix: str) -> list[UploadInfo]:
         """The incomplete multipart uploads under `prefix` (`list_multipart_uploads`)."""
