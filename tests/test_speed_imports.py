@@ -37,8 +37,39 @@ def imported_by(*args: str) -> set[str]:
             for line in out.stderr.splitlines() if line.startswith("import time:")}
 
 
+MODULES_PROBE = """
+import sys
+from modelreg.cli.app import main
+try:
+    main(sys.argv[1:])
+finally:
+    print("MODULES:" + ",".join(sorted(m for m in sys.modules if m.startswith("modelreg"))))
+"""
+
+
+def modelreg_modules_imported_by(*args: str) -> set[str]:
+    """The `modelreg.*` modules loaded by the end of `modelreg ARGS` (from `sys.modules`: modules
+    loaded with `importlib.import_module` are missing from `-X importtime`)."""
+    out = subprocess.run([sys.executable, "-c", MODULES_PROBE, *args], capture_output=True, text=True,
+                         timeout=120)
+    line = [text for text in out.stdout.splitlines() if text.startswith("MODULES:")]
+    assert out.returncode == 0 and line, out.stdout[-2000:] + out.stderr[-2000:]
+    return set(line[-1].removeprefix("MODULES:").split(","))
+
+
 def test_help_imports_nothing_heavy():
-    assert imported_by("--help") & set(HEAVY) == set()
+    assert imported_by("--help") & {*HEAVY, "rich", "cryptography", "numpy", "h5py", "filelock"} == set()
+
+
+def test_help_imports_no_command_module_and_no_config():
+    modules = modelreg_modules_imported_by("--help")
+    assert {m for m in modules if m.endswith("_commands")} == set()
+    assert "modelreg.config" not in modules and "modelreg.transfer" not in modules
+
+
+def test_a_command_imports_only_its_own_command_module(isolated_home):
+    modules = modelreg_modules_imported_by("paths")
+    assert {m for m in modules if m.endswith("_commands")} == {"modelreg.cli.remote_commands"}
 
 
 def test_a_pull_imports_only_the_backend_it_uses(settings, remote, target, tmp_path):
