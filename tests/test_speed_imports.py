@@ -13,6 +13,30 @@ def test_ssh_backend_import_does_not_import_invoke():
     assert out.stdout.strip() == "False"
 
 
+def test_s3_backend_import_does_not_import_pyopenssl_or_cryptography():
+    code = ("import sys, modelreg.storage.s3.backend\n"
+            "print(sorted(m for m in ('OpenSSL', 'cryptography', 'urllib3.contrib.pyopenssl') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_botocore_uses_the_same_ssl_context_class_without_pyopenssl():
+    code = ("import modelreg.storage.s3.backend, botocore.httpsession, urllib3.util.ssl_\n"
+            "print(botocore.httpsession.SSLContext is urllib3.util.ssl_.SSLContext)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "True"
+
+
+def test_a_cached_pull_imports_no_filelock(settings, file_remote, tmp_path):
+    from tests.helpers import make_bundle, register_remote, run_cli
+
+    make_bundle(settings, "v1", {"a.bin": b"a" * 1000}, tmp_path)
+    target = register_remote(settings, file_remote)
+    run_cli("push", "v1", "--remote", target)
+    assert "filelock" not in imported_by("pull", "v1", "--remote", target, "-q")
+    assert "filelock" not in imported_by("--offline", "pull", "v1", "--remote", target, "-q")
+
+
 def test_match_exec_in_ssh_config_still_works(ssh_home):
     (ssh_home / ".ssh").mkdir()
     (ssh_home / ".ssh" / "config").write_text("Match exec true\n    Port 2222\n")
