@@ -14,7 +14,6 @@ import sys
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from modelreg.progress import SilentProgress
 from modelreg.units import human_size as human_size  # re-exported: commands format sizes with it
 
 if TYPE_CHECKING:
@@ -61,6 +60,10 @@ stdout = LazyConsole(stderr=False)
 stderr = LazyConsole(stderr=True)
 
 
+def _ignore(_n: int) -> None:
+    return None
+
+
 class RichProgress:
     """Progress bars for transfers and hashing (thread-safe: rich Progress locks internally)."""
 
@@ -70,7 +73,7 @@ class RichProgress:
 
     def task(self, label: str, total: int):
         if self._progress is None:
-            return SilentProgress().task(label, total)
+            return _ignore
         progress = self._progress
         task_id = progress.add_task(label, total=total)
         return lambda n: progress.advance(task_id, n)
