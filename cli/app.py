@@ -38,10 +38,16 @@ from modelreg.errors import UsageError
 
 
 class ModelregGroup(LazyTyperGroup):
-    """The top-level group: push, pull, tag, verify and keygen below are registered as usual;
-    the rest are imported and built only when run (`modelreg.cli.lazy_group`)."""
+    """The top-level group: every command is imported and built only when run
+    (`modelreg.cli.lazy_group`); push, pull, tag, verify and keygen are defined below."""
 
     lazy_commands = tuple(LazyCommand(name, f"modelreg.cli.{target}", help) for name, target, help in (
+        ("push", "app:push", "Upload a cached version: missing blobs first, the manifest last (create-only)."),
+        ("pull", "app:pull", "Download a version into the verified local cache (and optionally into --dest)."),
+        ("tag", "app:tag", "Point TAG at a version on the remote (tags move; versions never change)."),
+        ("verify", "app:verify", "Re-hash a cached version, or a directory against its manifest.json / "
+                                 "SHA256SUMS / model.sig."),
+        ("keygen", "app:keygen", "Create an ECDSA P-256 signing key pair (OpenSSF model-signing compatible)."),
         ("list", "remote_commands:list_versions", "List the versions on a remote with their tags and sizes."),
         ("show", "remote_commands:show", "Show one version: files, sizes, digests, model, metrics and tags."),
         ("paths", "remote_commands:paths", "Where this command's config, cache, local registry and "
@@ -120,7 +126,6 @@ def root(debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
     State.stall_timeout = stall_timeout
 
 
-@app.command()
 def push(ref: str = typer.Argument(..., help="[NAME:]VERSION, e.g. v9"),
          sign: Optional[Path] = typer.Option(None, "--sign", help="Sign with this ECDSA private key "
                                              "(see keygen); default: signing_key in the config."),
@@ -169,7 +174,6 @@ def print_repair(result) -> None:
                  f"{len(report.good)} good; {metadata}.", highlight=False)
 
 
-@app.command()
 def pull(ref: str = typer.Argument(..., help="[NAME:]VERSION or a tag"),
          dest: Optional[Path] = typer.Option(None, "--dest", "-d",
                                              help="Also write the files here under their original names."),
@@ -200,7 +204,6 @@ def pull(ref: str = typer.Argument(..., help="[NAME:]VERSION or a tag"),
         stdout.line(line)
 
 
-@app.command()
 def tag(ref: str = typer.Argument(..., help="The version (or tag) to point at"),
         tag_name: str = typer.Argument(..., metavar="TAG", help="Tag name, e.g. production"),
         remote: Optional[str] = RemoteOption, accept_new_host_key: bool = AcceptHostKey) -> None:
@@ -217,7 +220,6 @@ def tag(ref: str = typer.Argument(..., help="The version (or tag) to point at"),
                  f"{new_tag.manifest_sha256[:12]}) on {spec.label}.", highlight=False)
 
 
-@app.command()
 def verify(target: str = typer.Argument(..., help="A cached version (v9) or a directory from pull --dest"),
            trusted_key: list[Path] = typer.Option([], "--trusted-key", help="Require model.sig from this "
                                                   "public key (repeatable; adds to the configured ones)."),
@@ -245,7 +247,6 @@ def verify(target: str = typer.Argument(..., help="A cached version (v9) or a di
                  highlight=False)
 
 
-@app.command()
 def keygen(path: Path = typer.Argument(..., help="Private key file to create; PATH.pub gets the public key"),
            passphrase: bool = typer.Option(False, "--passphrase", help="Encrypt the private key "
                                            "(asks on the terminal, or reads MODELREG_KEY_PASSPHRASE).")) -> None:
