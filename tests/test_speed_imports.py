@@ -37,6 +37,18 @@ def test_a_cached_pull_imports_no_filelock(settings, file_remote, tmp_path):
     assert "filelock" not in imported_by("--offline", "pull", "v1", "--remote", target, "-q")
 
 
+def test_pulling_a_tag_imports_no_jsonschema(settings, file_remote, tmp_path):
+    from tests.helpers import make_bundle, register_remote, run_cli
+
+    make_bundle(settings, "v1", {"a.bin": b"a" * 1000}, tmp_path)
+    target = register_remote(settings, file_remote)
+    run_cli("push", "v1", "--remote", target)
+    run_cli("tag", "v1", "production", "--remote", target)
+    shutil.rmtree(settings.cache_dir)
+    assert "jsonschema" not in imported_by("pull", "production", "--remote", target, "-q")
+    assert "jsonschema" not in imported_by("tag-history", "production", "--remote", target)
+
+
 def test_match_exec_in_ssh_config_still_works(ssh_home):
     (ssh_home / ".ssh").mkdir()
     (ssh_home / ".ssh" / "config").write_text("Match exec true\n    Port 2222\n")
