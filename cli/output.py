@@ -60,6 +60,12 @@ stdout = LazyConsole(stderr=False)
 stderr = LazyConsole(stderr=True)
 
 
+def stderr_may_be_terminal() -> bool:
+    """Whether rich could treat stderr as a terminal (a TTY, or one forced by the environment).
+    When not, rich prints text unstyled, so plain text is the same output without importing it."""
+    return sys.stderr.isatty() or any(os.environ.get(name) for name in _FORCE_TERMINAL)
+
+
 def _ignore(_n: int) -> None:
     return None
 
@@ -90,8 +96,7 @@ class RichProgress:
 @contextmanager
 def progress_reporter(quiet: bool):
     """Yield a reporter: bars on a TTY, plain messages otherwise, nothing with --quiet."""
-    maybe_terminal = sys.stderr.isatty() or any(os.environ.get(name) for name in _FORCE_TERMINAL)
-    if quiet or not maybe_terminal or not stderr.is_terminal:  # rich decides only where it could say yes
+    if quiet or not stderr_may_be_terminal() or not stderr.is_terminal:  # rich decides only where it could say yes
         yield RichProgress(None, quiet)
         return
     from rich.progress import (

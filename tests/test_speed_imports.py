@@ -37,6 +37,15 @@ def test_a_cached_pull_imports_no_filelock(settings, file_remote, tmp_path):
     assert "filelock" not in imported_by("--offline", "pull", "v1", "--remote", target, "-q")
 
 
+def test_an_error_outside_a_terminal_is_printed_without_rich(settings):
+    out = subprocess.run([sys.executable, "-X", "importtime", "-m", "modelreg", "--offline", "pull", "v77"],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 1
+    assert "Error: emotion:v77 is not in the local cache" in out.stderr
+    assert not any(line.rsplit("|", 1)[-1].strip().startswith("rich") for line in out.stderr.splitlines()
+                   if line.startswith("import time:"))
+
+
 def test_pulling_a_tag_imports_no_jsonschema(settings, file_remote, tmp_path):
     from tests.helpers import make_bundle, register_remote, run_cli
 
