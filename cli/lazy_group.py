@@ -72,8 +72,9 @@ class LazyCommands(MutableMapping):
         self._built[name] = command
 
     def __delitem__(self, name: str) -> None:
-        self._built.pop(name, None)
-        self._lazy.pop(name)
+        if self._built.pop(name, None) is None and self._lazy.pop(name, None) is None:
+            raise KeyError(name)
+        self._lazy.pop(name, None)
 
     def __iter__(self) -> Iterator[str]:
         yield from self._built
