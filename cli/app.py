@@ -12,21 +12,13 @@ from typing import Any, Optional
 
 import typer
 
-from modelreg.cli import (
-    cache_commands,
-    diff_commands,
-    lifecycle_commands,
-    model_commands,
-    moving_commands,
-    remote_commands,
-    space_commands,
-)
 from modelreg.cli.context import (
     AcceptHostKey,
     AllowYanked,
     JsonOption,
     RemoteOption,
     current_settings,
+    key_passphrase,
     ref_of,
     resolve,
 )
@@ -40,11 +32,62 @@ from modelreg.cli.errors import (
     report,
     show_modelreg_warnings_plainly,
 )
+from modelreg.cli.lazy_group import LazyCommand, LazyTyperGroup
 from modelreg.cli.output import print_json, progress_reporter, stderr, stdout
-from modelreg.config import Settings
 from modelreg.errors import UsageError
 
+
+class ModelregGroup(LazyTyperGroup):
+    """The top-level group: every command is imported and built only when run
+    (`modelreg.cli.lazy_group`); push, pull, tag, verify and keygen are defined below."""
+
+    lazy_commands = tuple(LazyCommand(name, f"modelreg.cli.{target}", help) for name, target, help in (
+        ("push", "app:push", "Upload a cached version: missing blobs first, the manifest last (create-only)."),
+        ("pull", "app:pull", "Download a version into the verified local cache (and optionally into --dest)."),
+        ("tag", "app:tag", "Point TAG at a version on the remote (tags move; versions never change)."),
+        ("verify", "app:verify", "Re-hash a cached version, or a directory against its manifest.json / "
+                                 "SHA256SUMS / model.sig."),
+        ("keygen", "app:keygen", "Create an ECDSA P-256 signing key pair (OpenSSF model-signing compatible)."),
+        ("list", "remote_commands:list_versions", "List the versions on a remote with their tags and sizes."),
+        ("show", "remote_commands:show", "Show one version: files, sizes, digests, model, metrics and tags."),
+        ("paths", "remote_commands:paths", "Where this command's config, cache, local registry and "
+                                           "workspace (pins, trusted keys) are."),
+        ("ingest", "model_commands:ingest", "Validate existing files and store them as a bundle in the "
+                                            "local cache (pinned in the workspace)."),
+        ("train", "model_commands:train", "Train the v9 model (WAV2VEC + BiLSTM + self-attention) and "
+                                          "bundle it for push."),
+        ("predict", "model_commands:predict", "Classify utterances with a verified model (pulled if needed)."),
+        ("demo-data", "model_commands:demo_data", "Write a SYNTHETIC dataset shaped like the seed's "
+                                                  "(13 emotions, 768 features, <= 221 frames)."),
+        ("export", "moving_commands:export", "Write versions from the cache (pulling what is missing) into "
+                                             "one tar laid out as a registry."),
+        ("import", "moving_commands:import_archive", "Verify every blob and signature of an archive, then "
+                                                     "add its versions to the cache (or a remote)."),
+        ("copy", "moving_commands:copy", "Copy one version between two registries, verified, without "
+                                         "putting it in the cache."),
+        ("mirror", "moving_commands:mirror", "Copy every version the destination lacks (each verified, "
+                                             "manifest last)."),
+        ("delete", "space_commands:delete", "Delete one version from a remote: its manifest first (it "
+                                            "disappears at once), then the rest of its directory."),
+        ("gc", "space_commands:gc", "Delete the blobs no manifest on the remote references (older than "
+                                    "--grace), and abandoned uploads (temp files, incomplete multipart "
+                                    "uploads); prints each and the bytes freed."),
+        ("yank", "lifecycle_commands:yank", "Withdraw a version: pulls and loads refuse it (with REASON) "
+                                            "unless --allow-yanked."),
+        ("unyank", "lifecycle_commands:unyank", "Make a yanked version usable again (removes its yank record)."),
+        ("tag-history", "lifecycle_commands:tag_history", "List every recorded move of a tag, newest first."),
+        ("rollback", "lifecycle_commands:rollback", "Move TAG back to the version it pointed at before "
+                                                    "(recorded; a second rollback undoes it)."),
+        ("diff", "diff_commands:diff", "Show what differs from A to B: files, labels, model, "
+                                       "hyper-parameters, metrics, provenance."),
+        ("remote", "remote_commands:remote_app", "Named remotes (stored in the config file; never credentials)."),
+        ("cache", "cache_commands:cache_app", "The local cache: what it holds, and freeing space (never "
+                                              "pinned or in-use versions)."),
+    ))
+
+
 app = typer.Typer(
+    cls=ModelregGroup,
     name="modelreg",
     help="Ship trained models verified: bundle, push, pull and load with sha256 checks.\n\n"
          + EXIT_CODES_HELP,
@@ -52,8 +95,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode=None,  # plain click help: rendering it with rich costs 0.1 s of every --help
 )
-app.add_typer(remote_commands.remote_app, name="remote")
-
 GLOBAL_FLAGS = ("--debug", "--quiet", "-q", "--offline")
 GLOBAL_OPTIONS = ("--workspace", "--stall-timeout")
 """Global options, accepted before or after the subcommand (`modelreg pull v9 -q`, as in git)."""
@@ -85,7 +126,6 @@ def root(debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
     State.stall_timeout = stall_timeout
 
 
-@app.command()
 def push(ref: str = typer.Argument(..., help="[NAME:]VERSION, e.g. v9"),
          sign: Optional[Path] = typer.Option(None, "--sign", help="Sign with this ECDSA private key "
                                              "(see keygen); default: signing_key in the config."),
@@ -134,7 +174,6 @@ def print_repair(result) -> None:
                  f"{len(report.good)} good; {metadata}.", highlight=False)
 
 
-@app.command()
 def pull(ref: str = typer.Argument(..., help="[NAME:]VERSION or a tag"),
          dest: Optional[Path] = typer.Option(None, "--dest", "-d",
                                              help="Also write the files here under their original names."),
@@ -165,7 +204,6 @@ def pull(ref: str = typer.Argument(..., help="[NAME:]VERSION or a tag"),
         stdout.line(line)
 
 
-@app.command()
 def tag(ref: str = typer.Argument(..., help="The version (or tag) to point at"),
         tag_name: str = typer.Argument(..., metavar="TAG", help="Tag name, e.g. production"),
         remote: Optional[str] = RemoteOption, accept_new_host_key: bool = AcceptHostKey,
@@ -188,7 +226,6 @@ def tag(ref: str = typer.Argument(..., help="The version (or tag) to point at"),
                  f"{new_tag.manifest_sha256[:12]}) on {spec.label}.", highlight=False)
 
 
-@app.command()
 def verify(target: str = typer.Argument(..., help="A cached version (v9) or a directory from pull --dest"),
            trusted_key: list[Path] = typer.Option([], "--trusted-key", help="Require model.sig from this "
                                                   "public key (repeatable; adds to the configured ones)."),
@@ -216,7 +253,6 @@ def verify(target: str = typer.Argument(..., help="A cached version (v9) or a di
                  highlight=False)
 
 
-@app.command()
 def keygen(path: Path = typer.Argument(..., help="Private key file to create; PATH.pub gets the public key"),
            passphrase: bool = typer.Option(False, "--passphrase", help="Encrypt the private key "
                                            "(asks on the terminal, or reads MODELREG_KEY_PASSPHRASE).")) -> None:
@@ -231,43 +267,6 @@ def keygen(path: Path = typer.Argument(..., help="Private key file to create; PA
     stdout.print(f"Wrote {private} (private, mode 0600) and {public} (public), fingerprint "
                  f"{key_fingerprint(load_public_key(public))}. Share the .pub; trust it by copying it "
                  f"to manifests/trusted_keys/.", highlight=False)
-
-
-def key_passphrase(settings: Settings, key: Optional[Path], ask: bool = False,
-                   confirm: bool = False) -> Optional[bytes]:
-    """MODELREG_KEY_PASSPHRASE, else a prompt on a terminal when the key is encrypted (or `ask`)."""
-    import sys
-
-    if key is None:
-        return None
-    if settings.key_passphrase:
-        return settings.key_passphrase.encode()
-    encrypted = ask or (key.is_file() and b"ENCRYPTED" in key.read_bytes()[:200])
-    if encrypted and sys.stdin.isatty():
-        return typer.prompt(f"Passphrase for {key}", hide_input=True,
-                            confirmation_prompt=confirm).encode()
-    return None
-
-
-app.command("list")(remote_commands.list_versions)
-app.command("show")(remote_commands.show)
-app.command("paths")(remote_commands.paths)
-app.command("ingest")(model_commands.ingest)
-app.command("train")(model_commands.train)
-app.command("predict")(model_commands.predict)
-app.command("demo-data")(model_commands.demo_data)
-app.command("export")(moving_commands.export)
-app.command("import")(moving_commands.import_archive)
-app.command("copy")(moving_commands.copy)
-app.command("mirror")(moving_commands.mirror)
-app.add_typer(cache_commands.cache_app, name="cache")
-app.command("delete")(space_commands.delete)
-app.command("gc")(space_commands.gc)
-app.command("yank")(lifecycle_commands.yank)
-app.command("unyank")(lifecycle_commands.unyank)
-app.command("tag-history")(lifecycle_commands.tag_history)
-app.command("rollback")(lifecycle_commands.rollback)
-app.command("diff")(diff_commands.diff)
 
 
 def hoist_global_options(args: list[str]) -> list[str]:

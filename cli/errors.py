@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import traceback
 
-from modelreg.cli.output import stderr
+from modelreg.cli.output import stderr, stderr_may_be_terminal
 from modelreg.errors import IntegrityError, RegistryError, RemoteError, UntrustedError, UsageError
 
 EXIT_CODES: tuple[tuple[type[BaseException], int, str], ...] = (
@@ -76,23 +76,38 @@ def exit_code_for(exc: BaseException) -> int:
 
 def report(exc: BaseException) -> int:
     """Print what went wrong (traceback only with --debug) and return the exit code."""
-    from rich.text import Text
-
     if State.debug:
         traceback.print_exception(exc)
     if isinstance(exc, (KeyboardInterrupt, Interrupted)):
-        stderr.print("Interrupted; nothing half-written is visible (partial downloads resume).")
+        stderr.line("Interrupted; nothing half-written is visible (partial downloads resume).")
         return INTERRUPTED
     if isinstance(exc, RegistryError):
-        stderr.print(Text.assemble(("Error: ", "bold red"), str(exc)), soft_wrap=True)
+        print_error("Error: ", str(exc))
         for note in getattr(exc, "__notes__", []):
-            stderr.print(Text(f"  {note}"), soft_wrap=True)
+            print_error("", f"  {note}")
         return exit_code_for(exc)
     if not State.debug:
-        stderr.print(Text.assemble(("Internal error: ", "bold red"),
-                                   f"{type(exc).__name__}: {exc}. This is a bug in modelreg; re-run "
-                                   f"with --debug for the traceback and report it."), soft_wrap=True)
+        print_error("Internal error: ", f"{type(exc).__name__}: {exc}. This is a bug in modelreg; re-run "
+                                        f"with --debug for the traceback and report it.")
     return BUG
+
+
+_RICH_STRIPS = dict.fromkeys((7, 8, 11, 12, 13))
+"""The control characters rich removes from any `Text` (bell, backspace, VT, FF, CR)."""
+
+
+def print_error(label: str, text: str) -> None:
+    """`label` in bold red, then `text` as it is (never read as markup), one paragraph on stderr.
+
+    rich only where stderr may be a terminal: elsewhere the same characters are written
+    directly, so a failing command in a script or CI does not import rich (30 ms).
+    """
+    if not stderr_may_be_terminal():
+        stderr.line(f"{label}{text}".translate(_RICH_STRIPS))
+        return
+    from rich.text import Text
+
+    stderr.print(Text.assemble((label, "bold red"), text), soft_wrap=True)
 
 
 def show_modelreg_warnings_plainly() -> None:

@@ -15,7 +15,7 @@ SignOption = typer.Option(None, "--sign", help="Sign the record with this ECDSA 
 
 
 def _signing(settings, sign: Optional[Path]) -> tuple[Optional[Path], Optional[bytes]]:
-    from modelreg.cli.app import key_passphrase
+    from modelreg.cli.context import key_passphrase
 
     key = sign or (Path(settings.signing_key).expanduser() if settings.signing_key else None)
     return key, key_passphrase(settings, key)

@@ -14,7 +14,6 @@ import sys
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from modelreg.progress import SilentProgress
 from modelreg.units import human_size as human_size  # re-exported: commands format sizes with it
 
 if TYPE_CHECKING:
@@ -61,6 +60,16 @@ stdout = LazyConsole(stderr=False)
 stderr = LazyConsole(stderr=True)
 
 
+def stderr_may_be_terminal() -> bool:
+    """Whether rich could treat stderr as a terminal (a TTY, or one forced by the environment).
+    When not, rich prints text unstyled, so plain text is the same output without importing it."""
+    return sys.stderr.isatty() or any(os.environ.get(name) for name in _FORCE_TERMINAL)
+
+
+def _ignore(_n: int) -> None:
+    return None
+
+
 class RichProgress:
     """Progress bars for transfers and hashing (thread-safe: rich Progress locks internally)."""
 
@@ -70,7 +79,7 @@ class RichProgress:
 
     def task(self, label: str, total: int):
         if self._progress is None:
-            return SilentProgress().task(label, total)
+            return _ignore
         progress = self._progress
         task_id = progress.add_task(label, total=total)
         return lambda n: progress.advance(task_id, n)
@@ -87,8 +96,7 @@ class RichProgress:
 @contextmanager
 def progress_reporter(quiet: bool):
     """Yield a reporter: bars on a TTY, plain messages otherwise, nothing with --quiet."""
-    maybe_terminal = sys.stderr.isatty() or any(os.environ.get(name) for name in _FORCE_TERMINAL)
-    if quiet or not maybe_terminal or not stderr.is_terminal:  # rich decides only where it could say yes
+    if quiet or not stderr_may_be_terminal() or not stderr.is_terminal:  # rich decides only where it could say yes
         yield RichProgress(None, quiet)
         return
     from rich.progress import (

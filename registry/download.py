@@ -22,8 +22,6 @@ import socket
 import uuid
 from pathlib import Path
 
-from filelock import Timeout
-
 from modelreg.errors import IntegrityError, LocalIOError, NotFound, RegistryError, RemoteError
 from modelreg.hashing import CHUNK_SIZE, HashingSink
 from modelreg.layout import blob_key
@@ -60,6 +58,8 @@ def download_blob(cache: Cache, storage: Storage, entry: FileEntry, reporter: Pr
 
 
 def _acquire_blob_lock(cache: Cache, entry: FileEntry, reporter: ProgressReporter):
+    from filelock import Timeout
+
     try:
         lock = cache.blob_lock(entry.sha256)
         try:

@@ -22,9 +22,9 @@ Guarantees:
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from modelreg.config import RemoteSpec, Settings
 from modelreg.errors import (
@@ -34,7 +34,6 @@ from modelreg.errors import (
     RegistryError,
     UsageError,
 )
-from modelreg.fallback import Places, download_from_places, fetch_manifest_from, report_sources
 from modelreg.hashing import hash_bytes
 from modelreg.layout import SIGNATURE_NAME, SUMS_NAME, blob_key, tag_key, version_key
 from modelreg.local.cache import Cache
@@ -49,11 +48,13 @@ from modelreg.repair import GOOD, RepairResult, check_remote_blob, repair_metada
 from modelreg.selection import select_files
 from modelreg.storage import open_storage
 from modelreg.storage.base import Storage
-from modelreg.tag_moves import check_tag_downgrade, move_tag
 from modelreg.trust.gate import open_cached_manifest, require_cached_manifest, verify_manifest
 from modelreg.trust.policy import SignatureStatus, remember_tag, sign_bundle
 from modelreg.upload import upload_blob
 from modelreg.yanking import check_cached_yank, enforce_yank, remember_yank
+
+if TYPE_CHECKING:  # imported by the functions that contact a remote: a cached pull does without them
+    from modelreg.fallback import Places
 
 
 @dataclass
@@ -132,6 +133,8 @@ def run_all(storage: Storage | Places, func, items: list) -> list:
     chunk, drops the items not started yet and propagates at once: it does not wait for
     the workers (each cleans up after itself).
     """
+    from concurrent.futures import ThreadPoolExecutor, wait
+
     results, failures = [], []
     pool = ThreadPoolExecutor(max_workers=max(1, min(storage.parallel_transfers, len(items) or 1)),
                               thread_name_prefix="modelreg-transfer")
@@ -301,6 +304,9 @@ def pull(settings: Settings, ref: Ref, spec: RemoteSpec, *, dest: Path | None = 
                              include=include, exclude=exclude)
     if cached is not None:
         return cached
+    from modelreg.fallback import Places, download_from_places, fetch_manifest_from, report_sources
+    from modelreg.tag_moves import check_tag_downgrade
+
     places = Places(spec)
     try:
         sourced = fetch_manifest_from(settings, places, ref)
@@ -471,4 +477,6 @@ def tag(settings: Settings, ref: Ref, tag_name: str, spec: RemoteSpec) -> Tag:
 
     The move is recorded in the tag's history first (`modelreg.tag_moves.move_tag`).
     """
+    from modelreg.tag_moves import move_tag
+
     return move_tag(settings, ref, tag_name, spec).tag

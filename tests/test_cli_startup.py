@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 
-from tests.helpers import make_bundle, register_remote
+from tests.helpers import make_bundle, register_remote, run_cli
 
 PROBE = """
 import sys
@@ -31,6 +31,31 @@ def imported_heavy_modules(*args: str) -> str:
 
 def test_help_imports_no_tensorflow_and_no_backend():
     assert imported_heavy_modules("--help") == ""
+
+
+def test_every_lazy_command_lists_the_help_its_own_docstring_gives():
+    from modelreg.cli.app import ModelregGroup
+    from modelreg.cli.lazy_group import build_command
+
+    for entry in ModelregGroup.lazy_commands:
+        command = build_command(entry)
+        assert command.name == entry.name
+        assert command.get_short_help_str(limit=10_000) == entry.help, entry.name
+
+
+def test_the_top_level_listing_names_every_command_once_in_order():
+    listed = run_cli("--help").stdout.split("Commands:", 1)[1].split()
+    for name in ("push", "pull", "tag", "verify", "keygen", "list", "diff", "remote", "cache"):
+        assert name in listed
+    names = [line.split()[0] for line in run_cli("--help", env={"COLUMNS": "300"}).stdout
+             .split("Commands:", 1)[1].strip().splitlines()]
+    assert names[:6] == ["push", "pull", "tag", "verify", "keygen", "list"] and names[-2:] == ["remote", "cache"]
+    assert len(names) == len(set(names)) == 25
+
+
+def test_a_mistyped_command_is_suggested_from_the_lazy_ones_too():
+    result = run_cli("tag-histroy", expect=2)
+    assert "tag-history" in result.stderr
 
 
 def test_file_push_and_pull_import_no_tensorflow_boto3_paramiko_or_jsonschema(settings, tmp_path,

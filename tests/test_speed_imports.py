@@ -13,6 +13,51 @@ def test_ssh_backend_import_does_not_import_invoke():
     assert out.stdout.strip() == "False"
 
 
+def test_s3_backend_import_does_not_import_pyopenssl_or_cryptography():
+    code = ("import sys, modelreg.storage.s3.backend\n"
+            "print(sorted(m for m in ('OpenSSL', 'cryptography', 'urllib3.contrib.pyopenssl') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_botocore_uses_the_same_ssl_context_class_without_pyopenssl():
+    code = ("import modelreg.storage.s3.backend, botocore.httpsession, urllib3.util.ssl_\n"
+            "print(botocore.httpsession.SSLContext is urllib3.util.ssl_.SSLContext)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "True"
+
+
+def test_a_cached_pull_imports_no_filelock(settings, file_remote, tmp_path):
+    from tests.helpers import make_bundle, register_remote, run_cli
+
+    make_bundle(settings, "v1", {"a.bin": b"a" * 1000}, tmp_path)
+    target = register_remote(settings, file_remote)
+    run_cli("push", "v1", "--remote", target)
+    assert "filelock" not in imported_by("pull", "v1", "--remote", target, "-q")
+    assert "filelock" not in imported_by("--offline", "pull", "v1", "--remote", target, "-q")
+
+
+def test_an_error_outside_a_terminal_is_printed_without_rich(settings):
+    out = subprocess.run([sys.executable, "-X", "importtime", "-m", "modelreg", "--offline", "pull", "v77"],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 1
+    assert "Error: emotion:v77 is not in the local cache" in out.stderr
+    assert not any(line.rsplit("|", 1)[-1].strip().startswith("rich") for line in out.stderr.splitlines()
+                   if line.startswith("import time:"))
+
+
+def test_pulling_a_tag_imports_no_jsonschema(settings, file_remote, tmp_path):
+    from tests.helpers import make_bundle, register_remote, run_cli
+
+    make_bundle(settings, "v1", {"a.bin": b"a" * 1000}, tmp_path)
+    target = register_remote(settings, file_remote)
+    run_cli("push", "v1", "--remote", target)
+    run_cli("tag", "v1", "production", "--remote", target)
+    shutil.rmtree(settings.cache_dir)
+    assert "jsonschema" not in imported_by("pull", "production", "--remote", target, "-q")
+    assert "jsonschema" not in imported_by("tag-history", "production", "--remote", target)
+
+
 def test_match_exec_in_ssh_config_still_works(ssh_home):
     (ssh_home / ".ssh").mkdir()
     (ssh_home / ".ssh" / "config").write_text("Match exec true\n    Port 2222\n")
@@ -37,8 +82,39 @@ def imported_by(*args: str) -> set[str]:
             for line in out.stderr.splitlines() if line.startswith("import time:")}
 
 
+MODULES_PROBE = """
+import sys
+from modelreg.cli.app import main
+try:
+    main(sys.argv[1:])
+finally:
+    print("MODULES:" + ",".join(sorted(m for m in sys.modules if m.startswith("modelreg"))))
+"""
+
+
+def modelreg_modules_imported_by(*args: str) -> set[str]:
+    """The `modelreg.*` modules loaded by the end of `modelreg ARGS` (from `sys.modules`: modules
+    loaded with `importlib.import_module` are missing from `-X importtime`)."""
+    out = subprocess.run([sys.executable, "-c", MODULES_PROBE, *args], capture_output=True, text=True,
+                         timeout=120)
+    line = [text for text in out.stdout.splitlines() if text.startswith("MODULES:")]
+    assert out.returncode == 0 and line, out.stdout[-2000:] + out.stderr[-2000:]
+    return set(line[-1].removeprefix("MODULES:").split(","))
+
+
 def test_help_imports_nothing_heavy():
-    assert imported_by("--help") & set(HEAVY) == set()
+    assert imported_by("--help") & {*HEAVY, "rich", "cryptography", "numpy", "h5py", "filelock"} == set()
+
+
+def test_help_imports_no_command_module_and_no_config():
+    modules = modelreg_modules_imported_by("--help")
+    assert {m for m in modules if m.endswith("_commands")} == set()
+    assert "modelreg.config" not in modules and "modelreg.transfer" not in modules
+
+
+def test_a_command_imports_only_its_own_command_module(isolated_home):
+    modules = modelreg_modules_imported_by("paths")
+    assert {m for m in modules if m.endswith("_commands")} == {"modelreg.cli.remote_commands"}
 
 
 def test_a_pull_imports_only_the_backend_it_uses(settings, remote, target, tmp_path):

@@ -26,7 +26,7 @@ import contextvars
 import functools
 import json
 import os
-import socket
+import platform
 import time
 import uuid
 from collections.abc import Callable
@@ -103,7 +103,7 @@ def hold_version(cache: Cache, manifest: Manifest, action: str) -> None:
     key = (cache.root, ref.name, ref.version)
     if scope is None and key in _lifetime_holds:
         return
-    record = {"format": 1, "host": socket.gethostname(), "pid": os.getpid(), "process_start": process_start(),
+    record = {"format": 1, "host": platform.node(), "pid": os.getpid(), "process_start": process_start(),
               "created": time.time(), "name": ref.name, "version": ref.version, "action": action,
               "blobs": sorted({entry.sha256 for entry in manifest.files})}
     path = cache.root / "holds" / f"{record['host']}.{record['pid']}.{uuid.uuid4().hex[:12]}.json"
@@ -162,7 +162,7 @@ def read_holds(cache: Cache, now: float | None = None) -> tuple[list[Hold], list
 
 
 def _is_live(record: dict, now: float) -> bool:
-    if record["host"] != socket.gethostname():
+    if record["host"] != platform.node():
         return now - record["created"] < FOREIGN_HOLD_MAX_AGE
     pid = record["pid"]
     try:

@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import paramiko
-from filelock import FileLock
 
 from modelreg.errors import UntrustedError, UsageError
 
@@ -185,6 +184,8 @@ class HostKeyVerifier:
 
     def _record(self, name: str, key: paramiko.PKey) -> None:
         """Append `name key` to the modelreg known_hosts file atomically (temp file + rename)."""
+        from filelock import FileLock  # only here: 10 ms of imports every SSH command would pay
+
         path = self.modelreg_known_hosts
         if path is None:
             raise UsageError(
