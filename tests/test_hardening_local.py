@@ -395,3 +395,14 @@ def test_push_refuses_a_version_named_like_an_existing_tag(settings, target, tmp
     assert "is a version" in out.stderr
     pulled = run_cli("pull", "production", "--remote", target)
     assert "emotion:v9" in pulled.stdout
+
+
+def test_read_regular_treats_an_oversized_cache_file_as_absent(tmp_path):
+    """A planted huge record or index is never read into memory whole: it counts as absent."""
+    from modelreg.local.cache import read_regular
+
+    path = tmp_path / "record.json"
+    path.write_bytes(b"x" * 2049)
+    assert read_regular(path, limit=2048) is None
+    path.write_bytes(b"x" * 2048)
+    assert read_regular(path, limit=2048) == b"x" * 2048

@@ -340,13 +340,22 @@ def open_regular(path: Path):
     return os.fdopen(fd, "rb")
 
 
-def read_regular(path: Path) -> bytes | None:
-    """The bytes of a small cache file that is a regular file itself, or None (see `open_regular`)."""
+SMALL_FILE_LIMIT = 64 * 1024 * 1024
+"""The most `read_regular` reads: manifests, records and the listing index are far smaller."""
+
+
+def read_regular(path: Path, limit: int = SMALL_FILE_LIMIT) -> bytes | None:
+    """The bytes of a small cache file that is a regular file itself, or None (see `open_regular`).
+
+    A file larger than `limit` counts as absent (callers treat it like a missing or unreadable
+    record), so a planted huge file is never read into memory whole.
+    """
     source = open_regular(path)
     if source is None:
         return None
     with source:
-        return source.read()
+        data = source.read(limit + 1)
+    return None if len(data) > limit else data
 
 
 def open_new(path: Path, *, append_to_existing: bool = False):
