@@ -28,7 +28,9 @@ BIG = 24_000_000
 
 def test_killed_push_leaves_version_invisible_and_repush_skips_finished_blobs(settings, target, remote,
                                                                              tmp_path):
-    manifest = make_bundle(settings, "v9", {f"part{i}.bin": os.urandom(BIG) for i in range(4)}, tmp_path)
+    # 12 parts, 4 sent at once: when the first has landed, the push is still far from its manifest
+    # (with 4 parts a fast S3 push finished all of them before the kill arrived)
+    manifest = make_bundle(settings, "v9", {f"part{i}.bin": os.urandom(BIG) for i in range(12)}, tmp_path)
     storage = open_storage(remote)
     process = subprocess.Popen([str(MODELREG), "push", "v9", "--remote", target],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
