@@ -18,7 +18,6 @@ import errno
 import glob
 import hashlib
 import os
-import socket
 import uuid
 from pathlib import Path
 
@@ -26,6 +25,7 @@ from modelreg.errors import IntegrityError, LocalIOError, NotFound, RegistryErro
 from modelreg.hashing import CHUNK_SIZE, HashingSink
 from modelreg.layout import blob_key
 from modelreg.local.cache import Cache, open_new, open_regular, remove_entry
+from modelreg.local.processes import dead_owner, owner_tag
 from modelreg.manifest import FileEntry
 from modelreg.progress import ProgressReporter
 from modelreg.refs import Ref
@@ -33,11 +33,67 @@ from modelreg.repair import repair_command
 from modelreg.storage.base import Storage
 
 
+class Tee:
+    """A second copy of a download, written from the same stream (a `--dest` file made while pulling).
+
+    `path` is a new file name in a directory this process created (`materialize`'s
+    staging). The copy is best effort: it is made only for a download that starts at
+    byte 0, and any failure to write it (a full disk under `--dest`, say) drops the
+    copy, never the download. `verified` becomes True only once the cache has
+    accepted the very bytes it holds (size and sha256); otherwise the file is removed.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.verified = False
+        self._handle = None
+
+    def open(self) -> None:
+        try:
+            self._handle = open_new(self.path)
+        except OSError:
+            self._handle = None
+
+    def write(self, data) -> None:
+        if self._handle is None:
+            return
+        try:
+            self._handle.write(data)
+        except OSError:
+            self.drop()
+
+    def finish(self) -> None:
+        """The download was verified: keep the copy if it was written whole."""
+        if self._handle is None:
+            return
+        try:
+            self._handle.close()
+        except OSError:
+            self.drop()
+            return
+        self._handle = None
+        self.verified = True
+
+    def drop(self) -> None:
+        handle, self._handle = self._handle, None
+        if handle is not None:
+            try:
+                handle.close()
+            except OSError:
+                pass
+        self.verified = False
+        try:
+            os.unlink(self.path)
+        except FileNotFoundError:
+            pass
+
+
 def download_blob(cache: Cache, storage: Storage, entry: FileEntry, reporter: ProgressReporter,
-                  ref: Ref | None = None) -> bool:
+                  ref: Ref | None = None, tee: Tee | None = None) -> bool:
     """Bring one blob into the cache, verified; returns False when another process already did.
 
-    `ref` (the version being pulled) is named in the repair advice of errors.
+    `ref` (the version being pulled) is named in the repair advice of errors. With
+    `tee`, the bytes are also written to `tee.path` as they arrive (see `Tee`).
 
     Correct without a working lock: each process downloads into a file only it
     ever writes (`<sha>.partial.<host>.<pid>.<random>`, hard-linked as
@@ -50,7 +106,7 @@ def download_blob(cache: Cache, storage: Storage, entry: FileEntry, reporter: Pr
     try:
         if cache.has_blob(entry):
             return False
-        _download(cache, storage, entry, reporter, repair_command(ref or "NAME:VERSION"))
+        _download(cache, storage, entry, reporter, repair_command(ref or "NAME:VERSION"), tee)
         return True
     finally:
         if lock is not None:
@@ -77,8 +133,8 @@ def _acquire_blob_lock(cache: Cache, entry: FileEntry, reporter: ProgressReporte
 class _LocalFile:
     """The sink's target file: a failed write says which local file and what to do, as LocalIOError."""
 
-    def __init__(self, handle, path: Path, entry: FileEntry) -> None:
-        self._handle, self._path, self._entry = handle, path, entry
+    def __init__(self, handle, path: Path, entry: FileEntry, tee: Tee | None = None) -> None:
+        self._handle, self._path, self._entry, self._tee = handle, path, entry, tee
         self.received = 0
 
     def write(self, data) -> int:
@@ -87,6 +143,8 @@ class _LocalFile:
         except OSError as exc:
             raise local_write_error(exc, self._path, self._entry, self.received) from exc
         self.received += len(data)
+        if self._tee is not None:
+            self._tee.write(data)
         return written
 
     def flush(self) -> None:
@@ -113,10 +171,10 @@ def local_write_error(exc: OSError, path: Path, entry: FileEntry, received: int)
 
 
 def _download(cache: Cache, storage: Storage, entry: FileEntry, reporter: ProgressReporter,
-              repair_advice: str) -> None:
+              repair_advice: str, tee: Tee | None = None) -> None:
     partial = cache.partial_path(entry)
     _remove_dead_downloads(partial)
-    mine = partial.with_name(f"{partial.name}.{socket.gethostname()}.{os.getpid()}.{uuid.uuid4().hex[:12]}")
+    mine = partial.with_name(f"{partial.name}.{owner_tag()}.{uuid.uuid4().hex[:12]}")
     try:
         digest, offset = _resume_into(partial, mine, entry)
         _expose_as_partial(mine, partial)
@@ -129,8 +187,26 @@ def _download(cache: Cache, storage: Storage, entry: FileEntry, reporter: Progre
     progress = reporter.task(f"pull {entry.path}", entry.size)
     if offset:
         progress(offset)
-    target = _LocalFile(handle, mine, entry)
+    if tee is not None and offset == 0:
+        tee.open()
+    else:
+        tee = None
+    target = _LocalFile(handle, mine, entry, tee)
     sink = HashingSink(target, limit=entry.size, digest=digest, size=offset, progress=progress)
+    try:
+        _stream(storage, entry, sink, target, handle, mine, offset, partial, repair_advice)
+        cache.publish_download(mine, entry, sink.hexdigest(), sink.size, storage.url)
+    except BaseException:
+        if tee is not None:
+            tee.drop()
+        raise
+    if tee is not None:
+        tee.finish()
+
+
+def _stream(storage: Storage, entry: FileEntry, sink: HashingSink, target: _LocalFile, handle,
+            mine: Path, offset: int, partial: Path, repair_advice: str) -> None:
+    """Read the remote blob into this process's download file; failures become the errors above."""
     try:
         with handle:
             try:
@@ -163,7 +239,6 @@ def _download(cache: Cache, storage: Storage, entry: FileEntry, reporter: Progre
                 f"resumes), or ask whoever runs {storage.url}.") from exc
         raise
     _forget_download(mine, partial, keep_mine=True)
-    cache.publish_download(mine, entry, sink.hexdigest(), sink.size, storage.url)
 
 
 def _resume_into(partial: Path, mine: Path, entry: FileEntry):
@@ -211,19 +286,7 @@ def _forget_download(mine: Path, partial: Path, *, keep_partial: bool = False,
 
 def _remove_dead_downloads(partial: Path) -> None:
     """Remove download files of processes on this host that no longer run (killed pulls)."""
-    prefix = f"{partial.name}.{socket.gethostname()}."
+    prefix = f"{partial.name}."
     for path in partial.parent.glob(f"{glob.escape(prefix)}*"):
-        pid = path.name[len(prefix):].split(".")[0]
-        if not pid.isdigit() or _process_runs(int(pid)):
-            continue
-        remove_entry(path)
-
-
-def _process_runs(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+        if dead_owner(path.name, prefix):
+            remove_entry(path)

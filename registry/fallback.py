@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from modelreg.config import RemoteSpec, Settings, add_remote
-from modelreg.download import download_blob
+from modelreg.download import Tee, download_blob
 from modelreg.errors import IntegrityError, InvalidArtifact, NotFound, RegistryError, RemoteError, UsageError
 from modelreg.hashing import hash_bytes
 from modelreg.local.cache import Cache
@@ -207,10 +207,11 @@ class BlobOutcome:
 
 
 def download_from_places(places: Places, cache: Cache, entry: FileEntry, reporter: ProgressReporter,
-                         ref: Ref) -> BlobOutcome:
-    """Bring one blob into the cache from the first place with a good copy (`Places.attempt`)."""
+                         ref: Ref, tee: Tee | None = None) -> BlobOutcome:
+    """Bring one blob into the cache from the first place with a good copy (`Places.attempt`);
+    `tee` as in `download_blob`."""
     index, downloaded, failures = places.attempt(
-        lambda _index, storage: download_blob(cache, storage, entry, reporter, ref), entry.path)
+        lambda _index, storage: download_blob(cache, storage, entry, reporter, ref, tee), entry.path)
     return BlobOutcome(downloaded, index, places.failure_notes(entry.path, failures, index))
 
 

@@ -37,7 +37,7 @@ from modelreg.errors import (
 from modelreg.hashing import hash_bytes
 from modelreg.layout import SIGNATURE_NAME, SUMS_NAME, blob_key, tag_key, version_key
 from modelreg.local.cache import Cache
-from modelreg.local.materialize import materialize
+from modelreg.local.materialize import DestStaging, materialize
 from modelreg.local.usage import hold_version, holds_released
 from modelreg.local.workspace import pin
 from modelreg.manifest import FileEntry, Manifest
@@ -304,10 +304,13 @@ def pull(settings: Settings, ref: Ref, spec: RemoteSpec, *, dest: Path | None = 
                              include=include, exclude=exclude)
     if cached is not None:
         return cached
+    from modelreg.download import Tee
     from modelreg.fallback import Places, download_from_places, fetch_manifest_from, report_sources
     from modelreg.tag_moves import check_tag_downgrade
 
     places = Places(spec)
+    staging: DestStaging | None = None
+    materialized = False
     try:
         sourced = fetch_manifest_from(settings, places, ref)
         manifest, manifest_bytes, signature = sourced.manifest, sourced.data, sourced.signature
@@ -327,24 +330,33 @@ def pull(settings: Settings, ref: Ref, spec: RemoteSpec, *, dest: Path | None = 
         wanted = {entry.sha256 for entry in selected or manifest.files}
         missing = [entry for entry in unique_blobs(manifest)
                    if entry.sha256 in wanted and not _check_cached(cache, entry, result, reporter)]
-        outcomes = run_all(places, lambda e: download_from_places(places, cache, e, reporter, version_ref),
-                           missing)
+        staging = DestStaging(manifest, dest).open() if dest is not None and missing else None
+        tees = {entry.sha256: Tee(staging.tee_path(entry.sha256)) for entry in missing} if staging else {}
+        outcomes = run_all(places, lambda e: download_from_places(places, cache, e, reporter, version_ref,
+                                                                  tees.get(e.sha256)), missing)
+        if staging is not None:
+            staging.prestaged.update((sha, tee.path) for sha, tee in tees.items() if tee.verified)
         for entry, outcome in zip(missing, outcomes):
             (result.downloaded if outcome.downloaded else result.reverified).append(entry)
         result.served_by, notes = report_sources(places, ref, sourced, dict(zip(missing, outcomes)))
         result.notes += notes
+        places.close()
+        result.selected = None if selected is None else [entry.path for entry in selected]
+        result.complete = selected is None or _all_blobs_verified(cache, manifest)
+        if result.complete:
+            cache.save_signature(version_ref, signature)
+            cache.save_manifest_bytes(version_ref, manifest_bytes)
+            cache.remember_published(version_ref, source.url)
+        if is_tag:
+            remember_tag(cache, ref, manifest, manifest_bytes)
+        if dest is not None:
+            result.dest = materialize(cache, manifest, manifest_bytes, dest, signature, files=selected,
+                                      staging=staging)
+            materialized = True
     finally:
         places.close()
-    result.selected = None if selected is None else [entry.path for entry in selected]
-    result.complete = selected is None or _all_blobs_verified(cache, manifest)
-    if result.complete:
-        cache.save_signature(version_ref, signature)
-        cache.save_manifest_bytes(version_ref, manifest_bytes)
-        cache.remember_published(version_ref, source.url)
-    if is_tag:
-        remember_tag(cache, ref, manifest, manifest_bytes)
-    if dest is not None:
-        result.dest = materialize(cache, manifest, manifest_bytes, dest, signature, files=selected)
+        if staging is not None:
+            staging.close(kept=materialized)
     result.notes += _enforce_cache_limit(settings, manifest)
     return result
 

@@ -5,8 +5,12 @@ and `manifest.json`, so it can be re-checked later with `modelreg verify DIR` or
 plain `sha256sum -c SHA256SUMS`.
 
 Guarantees (see `materialize`):
-- Every file is first written and verified in `DEST/.modelreg-staging-<random>/`
-  (same filesystem), and only then renamed into place, `manifest.json` last.
+- Every file is first written and verified in `DEST/.modelreg-staging-<host>.<pid>.<random>/`
+  (same filesystem), and only then renamed into place, `manifest.json` last. A pull
+  that downloads writes that copy while the bytes arrive (`modelreg.download.Tee`)
+  and keeps it only once the cache has verified the same bytes; any other file is
+  copied from the cache, verified again. Staging left by a killed pull on this host
+  is removed by the next one (`_remove_dead_staging`).
 - Nothing is ever written through a symlink inside DEST: a link where a bundle
   file goes is replaced by the file (rename over the link, never into its target),
   and a path whose directory components inside DEST are links (or files) is
@@ -28,6 +32,7 @@ from pathlib import Path
 from modelreg.errors import InvalidArtifact, LocalIOError, RegistryError
 from modelreg.layout import MANIFEST_NAME, SIGNATURE_NAME, SUMS_NAME
 from modelreg.local.cache import Cache, open_regular
+from modelreg.local.processes import dead_owner, owner_tag
 from modelreg.manifest import FileEntry, Manifest, sha256sums
 
 STAGING_PREFIX = ".modelreg-staging-"
@@ -63,8 +68,82 @@ def contained_path(root: Path, relative: str) -> Path:
     return target
 
 
+class DestStaging:
+    """The staging directory of a `materialize` that starts before the download (a pull's `--dest`).
+
+    Created by `open` inside DEST (and DEST with it, when missing: removed again by
+    `close` if nothing was materialized into it). Downloads write their second copies
+    into `tee_path(sha256)`; `materialize(..., staging=)` renames the verified ones
+    into place instead of copying the cache blob again. `close` removes the directory.
+    """
+
+    def __init__(self, manifest: Manifest, dest: Path) -> None:
+        self.manifest, self.dest = manifest, dest
+        self.path: Path | None = None
+        self.prestaged: dict[str, Path] = {}
+        self._created: list[Path] = []
+
+    def open(self) -> DestStaging:
+        missing = []
+        parent = self.dest
+        while not os.path.lexists(parent) and parent != parent.parent:
+            missing.append(parent)
+            parent = parent.parent
+        self._created = missing
+        try:
+            self.dest.mkdir(parents=True, exist_ok=True)
+            _remove_dead_staging(self.dest)
+            self.path = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{owner_tag()}.", dir=self.dest))
+            (self.path / "tee").mkdir()
+        except OSError as exc:
+            self.close(kept=False)
+            raise _write_error(self.manifest, self.dest, exc) from exc
+        return self
+
+    def tee_path(self, sha256: str) -> Path:
+        assert self.path is not None
+        return self.path / "tee" / sha256
+
+    def close(self, kept: bool) -> None:
+        if self.path is not None:
+            shutil.rmtree(self.path, ignore_errors=True)
+            self.path = None
+        if not kept:
+            for directory in self._created:
+                try:
+                    directory.rmdir()
+                except FileNotFoundError:
+                    continue
+                except OSError:
+                    break
+
+
+def _remove_dead_staging(dest: Path) -> None:
+    """Remove what killed pulls on this host left in `dest`'s staging directories, but not the user's files.
+
+    A staging directory without `previous/` never started its swap: all of it is
+    modelreg's (download copies, staged files) and it goes. One with `previous/` holds
+    files the swap moved aside; only its download copies (`tee/`) go, the rest waits
+    for the user (see `materialize`).
+    """
+    try:
+        names = [entry.name for entry in os.scandir(dest) if entry.name.startswith(STAGING_PREFIX)]
+    except OSError:
+        return
+    for name in names:
+        path = dest / name
+        try:
+            if not dead_owner(name, STAGING_PREFIX) or not stat.S_ISDIR(os.lstat(path).st_mode):
+                continue
+            keep = os.path.lexists(path / "previous")
+        except OSError:
+            continue
+        shutil.rmtree(path / "tee" if keep else path, ignore_errors=True)
+
+
 def materialize(cache: Cache, manifest: Manifest, manifest_bytes: bytes, dest: Path,
-                signature: bytes | None = None, files: Sequence[FileEntry] | None = None) -> Path:
+                signature: bytes | None = None, files: Sequence[FileEntry] | None = None,
+                staging: DestStaging | None = None) -> Path:
     """Copy every file of `manifest` from the cache into `dest`, verified, as one transaction.
 
     With `files` (a partial pull), only those are copied and `SHA256SUMS` lists only
@@ -86,22 +165,25 @@ def materialize(cache: Cache, manifest: Manifest, manifest_bytes: bytes, dest: P
     left in `DEST/.modelreg-staging-*/previous/`; pulling again completes the swap.
     Raises LocalIOError for local write failures, InvalidArtifact for refused
     paths, and what `Cache.read_verified` raises for a bad cached blob.
+
+    With `staging` (opened before the download by the caller, who closes it), its
+    directory is used and the verified copies the download made there are renamed
+    into place rather than copied from the cache.
     """
+    owned = staging is None
+    staging = staging or DestStaging(manifest, dest).open()
+    assert staging.path is not None
     try:
-        dest.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=dest))
-    except OSError as exc:
-        raise _write_error(manifest, dest, exc) from exc
-    try:
-        moves = _stage(cache, manifest, manifest_bytes, dest, staging, signature,
-                       list(manifest.files if files is None else files))
-        _swap(moves, dest, staging)
+        moves = _stage(cache, manifest, manifest_bytes, dest, staging.path, signature,
+                       list(manifest.files if files is None else files), staging.prestaged)
+        _swap(moves, dest, staging.path)
     except OSError as exc:
         if isinstance(exc, RegistryError):
             raise
         raise _write_error(manifest, dest, exc) from exc
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        if owned:
+            staging.close(kept=True)
     return dest
 
 
@@ -113,17 +195,24 @@ def _write_error(manifest: Manifest, dest: Path, exc: OSError) -> LocalIOError:
 
 
 def _stage(cache: Cache, manifest: Manifest, manifest_bytes: bytes, dest: Path, staging: Path,
-           signature: bytes | None, files: list[FileEntry]) -> list[tuple[Path | None, Path]]:
+           signature: bytes | None, files: list[FileEntry],
+           prestaged: dict[str, Path]) -> list[tuple[Path | None, Path]]:
     """Write every file under `staging` (verified) and return the moves, manifest last.
 
     A move is (staged file, target), or (None, target) for a file of the previous
     bundle to remove: one its manifest.json listed and the new bundle does not.
+    A verified copy in `prestaged` (by sha256) is used once, by the first file with that blob.
     """
     moves: list[tuple[Path | None, Path]] = []
+    (staging / "new").mkdir(exist_ok=True)
     for index, entry in enumerate(files):
         target = contained_path(dest, entry.path)
         staged = staging / "new" / str(index)
-        stage_verified_copy(cache, entry, staged)
+        copy = prestaged.pop(entry.sha256, None)
+        if copy is not None:
+            os.rename(copy, staged)
+        else:
+            stage_verified_copy(cache, entry, staged)
         moves.append((staged, target))
     keep = {entry.path for entry in files}
     for path in _read_previous_manifest(dest / MANIFEST_NAME):
