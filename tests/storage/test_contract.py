@@ -22,6 +22,7 @@ from modelreg.errors import AlreadyExists, NotFound, RemoteError
 from modelreg.storage import BACKENDS, Capabilities, Storage, open_storage
 from modelreg.storage.base import Cancelled
 from modelreg.storage.local import TEMP_PREFIX
+from modelreg.storage.ssh import openssh
 
 LARGE = 20 * 1024 * 1024 + 12345
 """Above S3's part size and SSH's multi-connection threshold, not a multiple of either."""
@@ -34,6 +35,16 @@ EXPECTED_CAPABILITIES = {
     "ssh": Capabilities(atomic_create_only=True, atomic_replace=True, server_side_checksums=False,
                         parallel_transfers=4),
 }
+
+
+@pytest.fixture(params=["file", "s3", "ssh", "ssh-openssh"])
+def remote(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> RemoteSpec:
+    """Every backend on its real server; "ssh-openssh" moves every non-empty file over an `ssh`
+    process (`modelreg.storage.ssh.openssh`, normally only for files of 128 MiB or more)."""
+    if request.param == "ssh-openssh":
+        monkeypatch.setattr(openssh, "BULK_MIN_BYTES", 1)
+        return request.getfixturevalue("ssh_remote")
+    return request.getfixturevalue(f"{request.param}_remote")
 
 
 @pytest.fixture

@@ -43,6 +43,7 @@ from modelreg.storage.base import (
     temp_key_of,
     temp_upload,
 )
+from modelreg.storage.ssh import openssh
 from modelreg.storage.ssh.connect import ConnectOptions, KeyFiles, open_transport, resolve_target
 from modelreg.storage.ssh.errors import TRANSFER_ERRORS, SSHErrors, errno_of, is_connection_failure
 from modelreg.storage.ssh.hostkeys import HostKeyVerifier
@@ -84,6 +85,8 @@ class SSHStorage(StorageBase):
         self._errors = SSHErrors(self.target, self.stall_timeout)
         self._root: str | None = self.target.root if self.target.root.startswith("/") else None
         self._pool = SessionPool(self._connect, MAX_CONNECTIONS)
+        self._bulk = openssh.BulkChannel()
+        self._server_key: paramiko.PKey | None = None
 
     def stat(self, key: str) -> int | None:
         with self._session() as session:
@@ -106,8 +109,14 @@ class SSHStorage(StorageBase):
                     raise NotFound(f"{key} does not exist in {self.url}.") from exc
                 self._fail(exc, "read", path)
             try:
-                read_file(session, handle, path, offset, guarded, pool=self._pool,
-                          max_streams=STREAMS_PER_FILE, stop=self.cancelled)
+                attrs = handle.stat()
+                with self._bulk_handle(path, attrs, offset) as bulk:
+                    if bulk is not None:
+                        read_file(*bulk, path, offset, guarded, pool=self._pool, max_streams=1,
+                                  stop=self.cancelled)
+                    else:
+                        read_file(session, handle, attrs, path, offset, guarded, pool=self._pool,
+                                  max_streams=STREAMS_PER_FILE, stop=self.cancelled)
             except ResumePastEnd as exc:
                 raise RemoteError(f"Cannot resume {key} on {self.url} at byte {offset}: the object has "
                                   f"only {exc.size} bytes; delete the partial download and retry.") from None
@@ -135,9 +144,16 @@ class SSHStorage(StorageBase):
                 handle = self._create(session, temp)
                 created = True
                 try:
-                    write_file(session, handle, temp, reader.size, reader.read, progress,
-                               pool=self._pool, max_streams=STREAMS_PER_FILE, stop=self.cancelled)
-                    session.sftp.fsync(handle.handle)
+                    with self._bulk_handle(temp, None, reader.size) as bulk:
+                        if bulk is not None:
+                            bulk_session, bulk_handle, _attrs = bulk
+                            write_file(bulk_session, bulk_handle, temp, reader.size, reader.read, progress,
+                                       pool=self._pool, max_streams=1, stop=self.cancelled)
+                            bulk_session.sftp.fsync(bulk_handle.handle)
+                        else:
+                            write_file(session, handle, temp, reader.size, reader.read, progress,
+                                       pool=self._pool, max_streams=STREAMS_PER_FILE, stop=self.cancelled)
+                            session.sftp.fsync(handle.handle)
                 finally:
                     _close_quietly(handle, session)
                 self._publish(session, key, temp, target, create_only)
@@ -204,9 +220,52 @@ class SSHStorage(StorageBase):
     def close(self) -> None:
         """Close every pooled connection; closing twice is harmless, using the storage afterwards is not."""
         self._pool.close()
+        self._bulk.close()
+
+    @contextmanager
+    def _bulk_handle(self, path: str, expected: paramiko.SFTPAttributes | None, start: int
+                     ) -> Iterator[tuple[SFTPSession, paramiko.SFTPFile, paramiko.SFTPAttributes] | None]:
+        """(the `ssh` process session, `path` opened on it, its attributes) for a large file, else None.
+
+        For a read, `expected` are the attributes of the file as opened over paramiko: the
+        `ssh` side is used only when it sees the same size and mtime (the same version of
+        the file), and only when at least `BULK_MIN_BYTES` are left after `start`. For a
+        write (`expected` None), `start` is the size to write; the temp file is reopened
+        for writing. See `openssh`.
+        """
+        remaining = (expected.st_size or 0) - start if expected is not None else start
+        session = self._bulk.acquire(self._open_bulk) if remaining >= openssh.BULK_MIN_BYTES else None
+        if session is None:
+            yield None
+            return
+        handle = attrs = None
+        try:
+            try:
+                handle = session.sftp.open(path, "rb" if expected is not None else "r+")
+                attrs = handle.stat()
+            except TRANSFER_ERRORS:
+                log.debug("the ssh process cannot open %s", path, exc_info=True)
+                session.broken = True
+            if handle is None or attrs is None or (expected is not None and (
+                    attrs.st_size, attrs.st_mtime) != (expected.st_size, expected.st_mtime)):
+                yield None
+                return
+            yield session, handle, attrs
+        finally:
+            if handle is not None:
+                _close_quietly(handle, session)
+            self._bulk.release(session)
+
+    def _open_bulk(self) -> SFTPSession | None:
+        """A session over an `ssh` process that logs in as paramiko did, pinned to the key it verified."""
+        accepted, server_key = self._keys.accepted, self._server_key
+        if accepted is None or server_key is None or accepted[0] == "encrypted":
+            return None
+        return openssh.start_session(self.target, server_key, accepted[1], self.stall_timeout)
 
     def _connect(self) -> SFTPSession:
         transport = open_transport(self.target, self._options, self._verifier, self._keys)
+        self._server_key = transport.get_remote_server_key()
         try:
             session = SFTPSession.open(transport, self.stall_timeout)
             if self._root is None:

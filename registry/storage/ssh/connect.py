@@ -188,13 +188,28 @@ class KeyFiles:
         self._passphrase = passphrase
         self._lock = threading.Lock()
         self._loaded: dict[Path, tuple[paramiko.PKey | None, str | None]] = {}
+        self.accepted: tuple[str, Path | None] | None = None
+        """How the last login succeeded: ("file", path of an unencrypted key), ("encrypted", path)
+        or ("agent", None)."""
+        self._encrypted: set[Path] = set()
 
     def load(self, path: Path) -> tuple[paramiko.PKey | None, str | None]:
         """(key, None), or (None, why the file cannot be used)."""
         with self._lock:
             if path not in self._loaded:
-                self._loaded[path] = _load_key(path, self._passphrase)
+                key, problem, encrypted = _load_key(path, self._passphrase)
+                self._loaded[path] = key, problem
+                if encrypted:
+                    self._encrypted.add(path)
             return self._loaded[path]
+
+    def record_login(self, label: str) -> None:
+        """Remember the key `_candidate_keys` labelled `label` as the one the server accepted."""
+        path = Path(label)
+        if path in self._loaded:
+            self.accepted = ("encrypted" if path in self._encrypted else "file", path)
+        else:
+            self.accepted = ("agent", None)
 
 
 def open_transport(target: SSHTarget, options: ConnectOptions, verifier: HostKeyVerifier,
@@ -313,6 +328,7 @@ def _authenticate(transport: paramiko.Transport, target: SSHTarget, options: Con
                 notes.append(f"the server closed the connection ({exc})")
                 break
             if transport.is_authenticated():
+                keys.record_login(label)
                 return
     finally:
         if agent is not None:
@@ -358,22 +374,23 @@ def _key_from_file(path: Path, keys: KeyFiles, notes: list[str]):
         notes.append(problem)
 
 
-def _load_key(path: Path, passphrase: Passphrase | None) -> tuple[paramiko.PKey | None, str | None]:
-    """The private key in `path`, decrypted with the passphrase option if needed, or why it is unusable."""
+def _load_key(path: Path, passphrase: Passphrase | None) -> tuple[paramiko.PKey | None, str | None, bool]:
+    """(the private key in `path`, decrypted with the passphrase option if needed, or None; why it is
+    unusable, or None; whether the file is encrypted)."""
     try:
-        return paramiko.PKey.from_path(path), None
+        return paramiko.PKey.from_path(path), None, False
     except TypeError:
         pass
     except (ValueError, OSError, paramiko.SSHException, paramiko.UnknownKeyType) as exc:
-        return None, f"{path} is not a usable private key ({exc})"
+        return None, f"{path} is not a usable private key ({exc})", False
     secret = passphrase(path) if callable(passphrase) else passphrase
     if not secret:
         return None, (f"{path} is encrypted and no passphrase was given (set "
-                      f"MODELREG_SSH_PASSPHRASE or load it into ssh-agent with 'ssh-add {path}')")
+                      f"MODELREG_SSH_PASSPHRASE or load it into ssh-agent with 'ssh-add {path}')"), True
     try:
-        return paramiko.PKey.from_path(path, secret.encode() if isinstance(secret, str) else secret), None
+        return paramiko.PKey.from_path(path, secret.encode() if isinstance(secret, str) else secret), None, True
     except (TypeError, ValueError, paramiko.SSHException):
-        return None, f"the passphrase given for {path} is wrong"
+        return None, f"the passphrase given for {path} is wrong", True
 
 
 def _prefer(available: tuple[str, ...], first: tuple[str, ...] | list[str]) -> tuple[str, ...]:

@@ -25,7 +25,7 @@ import paramiko
 from modelreg.errors import UntrustedError, UsageError
 
 _RECORD_LOCK = threading.Lock()
-_RSA_ALGORITHMS = ("rsa-sha2-512", "rsa-sha2-256")
+RSA_ALGORITHMS = ("rsa-sha2-512", "rsa-sha2-256")
 
 
 def known_hosts_name(host: str, port: int) -> str:
@@ -136,7 +136,7 @@ class HostKeyVerifier:
         for entry in self._entries(name):
             if entry.marker:
                 continue
-            names = _RSA_ALGORITHMS if entry.key_type == "ssh-rsa" else (entry.key_type,)
+            names = RSA_ALGORITHMS if entry.key_type == "ssh-rsa" else (entry.key_type,)
             algorithms += [n for n in names if n not in algorithms]
         return algorithms
 

@@ -207,17 +207,17 @@ def _stream_count(size: int, pool: SessionPool, max_streams: int) -> int:
     return max(1, min(max_streams, pool.limit, size // MIN_BYTES_PER_STREAM))
 
 
-def read_file(first: SFTPSession, handle: paramiko.SFTPFile, path: str, start: int, sink: Sink, *,
-              pool: SessionPool, max_streams: int, stop: threading.Event | None = None) -> None:
+def read_file(first: SFTPSession, handle: paramiko.SFTPFile, expected: paramiko.SFTPAttributes, path: str,
+              start: int, sink: Sink, *, pool: SessionPool, max_streams: int,
+              stop: threading.Event | None = None) -> None:
     """Write the open remote file's bytes from `start` on into `sink`, in order, from this thread.
 
-    A large file is fetched over up to `max_streams` connections; an extra connection
-    joins only if the file it opens has the same size and mtime (the same version).
-    Raises `ResumePastEnd` when `start` is beyond the end of the file, `Cancelled` soon
-    after `stop` is set.
+    `expected` are the attributes of `handle` (`handle.stat()`). A large file is fetched
+    over up to `max_streams` connections; an extra connection joins only if the file it
+    opens has the same size and mtime (the same version). Raises `ResumePastEnd` when
+    `start` is beyond the end of the file, `Cancelled` soon after `stop` is set.
     """
-    expected = handle.stat()
-    end = expected.st_size
+    end = expected.st_size or 0
     if start > end:
         raise ResumePastEnd(end)
     stop = stop or threading.Event()

@@ -12,6 +12,7 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 import paramiko
 
@@ -20,11 +21,19 @@ from modelreg.storage.ssh.sftp import BulkSFTPClient
 
 log = logging.getLogger(__name__)
 
+class Connection(Protocol):
+    """What a session needs of its connection: a paramiko `Transport`, or an `ssh` process (`openssh`)."""
+
+    def is_active(self) -> bool: ...
+
+    def close(self) -> None: ...
+
+
 @dataclass(eq=False)
 class SFTPSession:
     """One SSH connection with one SFTP channel."""
 
-    transport: paramiko.Transport
+    transport: Connection
     sftp: BulkSFTPClient
     broken: bool = False
 

@@ -1,0 +1,165 @@
+"""Large SSH files over an OpenSSH `ssh` process (`modelreg.storage.ssh.openssh`), on a real sshd.
+
+The contract suite runs every operation this way too ("ssh-openssh" in test_contract.py);
+here: that the process is pinned to the host key paramiko verified and logs in as
+paramiko did, and that anything wrong with it leaves the transfer on paramiko.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import paramiko
+import pytest
+
+from modelreg.config import RemoteSpec
+from modelreg.errors import RemoteError
+from modelreg.storage.ssh import openssh
+from modelreg.storage.ssh.backend import SSHStorage
+from tests.servers.ssh import generate_key
+
+pytestmark = pytest.mark.ssh
+
+SIZE = 3 * 1024 * 1024 + 17
+
+
+@pytest.fixture
+def payload() -> bytes:
+    return os.urandom(SIZE)
+
+
+class Starts(list):
+    """Each attempt to start `ssh`: {"identity", "key", "command", "session"}."""
+
+    swap_key: paramiko.PKey | None = None
+    """When set, `ssh` is pinned to this key instead of the one paramiko verified."""
+
+
+@pytest.fixture
+def started(monkeypatch: pytest.MonkeyPatch) -> Starts:
+    """Files of 1 MiB or more go over `ssh`; each attempt to start it is recorded."""
+    monkeypatch.setattr(openssh, "BULK_MIN_BYTES", 1024 * 1024)
+    calls = Starts()
+    real_start, real_command = openssh.start_session, openssh._command
+
+    def recording_command(*args, **kwargs):
+        command = real_command(*args, **kwargs)
+        calls[-1]["command"] = command
+        return command
+
+    def recording_start(target, server_key, identity, timeout):
+        call = {"identity": identity, "key": server_key}
+        calls.append(call)
+        call["session"] = real_start(target, calls.swap_key or server_key, identity, timeout)
+        return call["session"]
+
+    monkeypatch.setattr(openssh, "_command", recording_command)
+    monkeypatch.setattr(openssh, "start_session", recording_start)
+    return calls
+
+
+def read_bytes(storage: SSHStorage, key: str, offset: int = 0) -> bytes:
+    sink = io.BytesIO()
+    storage.read(key, sink, offset=offset)
+    return sink.getvalue()
+
+
+def option(command: list[str], name: str) -> str:
+    values = [item.split("=", 1)[1] for item in command if item.startswith(f"{name}=")]
+    assert len(values) == 1, (name, command)
+    return values[0]
+
+
+def test_a_large_file_moves_over_one_pinned_ssh_process(ssh_remote: RemoteSpec, payload, started):
+    with SSHStorage(ssh_remote) as storage:
+        storage.write("big.bin", payload)
+        assert read_bytes(storage, "big.bin") == payload
+        assert read_bytes(storage, "big.bin", offset=SIZE - 1024 * 1024) == payload[-1024 * 1024:]
+        storage.write("small.bin", b"x" * 1000)  # below the threshold: paramiko
+        assert read_bytes(storage, "small.bin") == b"x" * 1000
+        process = storage._bulk._session
+        assert process is not None and process.usable
+    assert len(started) == 1 and started[0]["session"] is not None
+    command = started[0]["command"]
+    assert command[1:3] == ["-F", "/dev/null"] and command[-3:] == ["--", "127.0.0.1", "sftp"]
+    assert option(command, "StrictHostKeyChecking") == "yes" and option(command, "BatchMode") == "yes"
+    assert option(command, "GlobalKnownHostsFile") == "/dev/null"
+    assert option(command, "HostKeyAlgorithms") == started[0]["key"].get_name()
+    assert Path(option(command, "IdentityFile")) == Path(ssh_remote.options["identity_file"])
+    assert not Path(option(command, "UserKnownHostsFile")).exists()  # the private pin is gone
+    assert not process.usable  # closed with the storage
+
+
+def test_a_different_host_key_is_refused_by_ssh_and_paramiko_carries_on(ssh_remote, payload, started):
+    started.swap_key = paramiko.ECDSAKey.generate()
+    with SSHStorage(ssh_remote) as storage:
+        storage.write("big.bin", payload)
+        assert read_bytes(storage, "big.bin") == payload
+    assert len(started) == 1 and started[0]["session"] is None  # refused once, not retried per file
+    assert option(started[0]["command"], "HostKeyAlgorithms") == "ecdsa-sha2-nistp256"
+
+
+def test_an_encrypted_key_file_is_never_handed_to_ssh(sshd_server, ssh_remote, tmp_path, payload, started):
+    key = generate_key(tmp_path / "id_locked", passphrase="open sesame")
+    with open(sshd_server.workdir / "authorized_keys", "a") as authorized:
+        authorized.write(key.with_suffix(".pub").read_text())
+    spec = replace(ssh_remote, options={**ssh_remote.options, "identity_file": str(key),
+                                        "passphrase": "open sesame"})
+    with SSHStorage(spec) as storage:
+        storage.write("big.bin", payload)
+        assert read_bytes(storage, "big.bin") == payload
+    assert started == []
+
+
+@pytest.mark.parametrize("how", ["MODELREG_SSH_BULK=paramiko", "no ssh binary"])
+def test_without_ssh_large_files_use_paramiko(ssh_remote, payload, started, monkeypatch, how):
+    if how == "no ssh binary":
+        monkeypatch.setattr(openssh.shutil, "which", lambda name: None)
+    else:
+        monkeypatch.setenv("MODELREG_SSH_BULK", "paramiko")
+    popen = []
+    monkeypatch.setattr(openssh.subprocess, "Popen", lambda *a, **k: popen.append(a))
+    with SSHStorage(ssh_remote) as storage:
+        storage.write("big.bin", payload)
+        assert read_bytes(storage, "big.bin") == payload
+    assert popen == [] and all(call["session"] is None for call in started)
+
+
+def test_an_ssh_process_that_dies_is_replaced_and_a_failed_read_says_so(ssh_remote, payload, started):
+    with SSHStorage(ssh_remote) as storage:
+        storage.write("big.bin", payload)
+        first = storage._bulk._session
+        assert first is not None
+        first.transport._process.kill()
+        first.transport._process.wait()
+        assert read_bytes(storage, "big.bin") == payload  # the dead process is noticed before use
+        assert len(started) == 2 and storage._bulk._session is not first
+
+        class KillingSink(io.BytesIO):
+            def write(self, data):
+                storage._bulk._session.transport._process.kill()
+                return super().write(data)
+
+        with pytest.raises(RemoteError, match="SSH connection"):
+            storage.read("big.bin", KillingSink())
+        assert read_bytes(storage, "big.bin") == payload
+
+
+def test_a_silent_ssh_process_times_out_instead_of_hanging():
+    process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"], stdin=subprocess.PIPE,
+                               stdout=subprocess.PIPE, bufsize=0)
+    channel = openssh.SSHProcess(process, timeout=0.3)
+    start = time.monotonic()
+    try:
+        with pytest.raises(TimeoutError):
+            channel.recv(100)
+        assert time.monotonic() - start < 5
+    finally:
+        channel.close()
+    assert not channel.is_active()
