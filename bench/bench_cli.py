@@ -12,7 +12,8 @@ reference time / modelreg time, so >1 means modelreg was faster.
 
 Cases (fresh cache and empty --dest for every pull, an empty remote root for every push):
 pull/push of each bundle; a pull of a version already cached; an identical re-push;
-`--offline` pull of a cached version; `modelreg --help`.
+`--offline` pull of a cached version; `modelreg --help`; and one push and one pull of a
+"huge" bundle (--huge, 1.5 GB) for peak memory only: it should match the big bundle's.
 """
 
 from __future__ import annotations
@@ -64,7 +65,7 @@ def summary(runs: list[float]) -> dict:
 
 
 class Bench:
-    def __init__(self, work: Path, sshd: SshdServer, seaweed: SeaweedServer, big: int) -> None:
+    def __init__(self, work: Path, sshd: SshdServer, seaweed: SeaweedServer, big: int, huge: int = 0) -> None:
         self.work, self.sshd, self.seaweed = work, sshd, seaweed
         self.known_hosts = sshd.write_known_hosts(work / "known_hosts")
         home = work / "user-home"
@@ -80,6 +81,8 @@ class Bench:
         self.client = seaweed.client()
         seaweed.ensure_bucket(BUCKET)
         self.sources = {"bundle": self._make_source("bundle", 0), "big": self._make_source("big", big)}
+        if huge:
+            self.sources["huge"] = self._make_source("huge", huge)
         for label, source in self.sources.items():
             subprocess.run([MODELREG, "-q", "ingest", f"{label}:v1", "--from", str(source), "--family",
                             "files"], env=self.env, check=True, stdout=subprocess.DEVNULL)
@@ -184,9 +187,29 @@ class Bench:
         self.add_remote(backend, "bench", f"registry-{tag}", env)
         return env
 
+    def run_memory(self, backend: str) -> None:
+        """One push and one pull of the "huge" bundle, for their peak RSS (timed, with no reference)."""
+        if "huge" not in self.sources:
+            return
+        env_push = {**self.env}
+        self.add_remote(backend, "huge", "registry-huge", env_push)
+        self.clear_remote(backend, "registry-huge")
+        elapsed, peak = run_measured([MODELREG, "-q", "push", "huge:v1", "--remote", "huge"], env_push)
+        self.record(backend, "push, memory", "huge", [elapsed], [peak], None, None)
+        env_pull = {**self.pull_env(backend, "huge")}
+        self.add_remote(backend, "bench", "registry-huge", env_pull)
+        dest = self.work / "dest"
+        shutil.rmtree(dest, ignore_errors=True)
+        elapsed, peak = run_measured([MODELREG, "-q", "pull", "huge:v1", "--remote", "bench", "--dest",
+                                      str(dest)], env_pull)
+        self.record(backend, "pull, memory", "huge", [elapsed], [peak], None, None)
+        shutil.rmtree(dest, ignore_errors=True)
+        shutil.rmtree(Path(env_pull["MODELREG_HOME"]) / "cache", ignore_errors=True)
+        self.clear_remote(backend, "registry-huge")
+
     def run_backend(self, backend: str, rounds: int) -> None:
         reference_tool = "scp -r" if backend == "ssh" else "aws s3 cp --recursive"
-        for label in self.sources:
+        for label in ("bundle", "big"):
             if backend == "s3":
                 self._upload_plain(label)
             pushed = f"registry-{label}"
@@ -269,6 +292,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--big", default="500M", help="size of the extra file of the big bundle")
+    parser.add_argument("--huge", default="1500M", help="size of the extra file of the bundle pushed and "
+                        "pulled once for peak memory (0: skip)")
     parser.add_argument("--only", default="ssh,s3")
     parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "out" / "cli.json"))
     parser.add_argument("--workdir", default=tempfile.gettempdir())
@@ -277,10 +302,11 @@ def main(argv: list[str] | None = None) -> int:
     before = machine()
     try:
         with SshdServer(work / "sshd") as sshd, SeaweedServer(work / "seaweedfs") as seaweed:
-            bench = Bench(work, sshd, seaweed, parse_size(args.big))
+            bench = Bench(work, sshd, seaweed, parse_size(args.big), parse_size(args.huge))
             bench.run_help(args.rounds)
             for backend in args.only.split(","):
                 bench.run_backend(backend, args.rounds)
+                bench.run_memory(backend)
                 write_report(Path(args.out), args.rounds, before, bench.results)  # keep what is done
     finally:
         shutil.rmtree(work, ignore_errors=True)

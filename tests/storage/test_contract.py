@@ -43,6 +43,7 @@ def remote(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> R
     process (`modelreg.storage.ssh.openssh`, normally only for files of 128 MiB or more)."""
     if request.param == "ssh-openssh":
         monkeypatch.setattr(openssh, "BULK_MIN_BYTES", 1)
+        monkeypatch.setattr(openssh, "TAKE_OVER_FIRST", True)
         return request.getfixturevalue("ssh_remote")
     return request.getfixturevalue(f"{request.param}_remote")
 

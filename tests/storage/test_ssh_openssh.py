@@ -45,6 +45,7 @@ class Starts(list):
 def started(monkeypatch: pytest.MonkeyPatch) -> Starts:
     """Files of 1 MiB or more go over `ssh`; each attempt to start it is recorded."""
     monkeypatch.setattr(openssh, "BULK_MIN_BYTES", 1024 * 1024)
+    monkeypatch.setattr(openssh, "TAKE_OVER_FIRST", True)
     calls = Starts()
     real_start, real_command = openssh.start_session, openssh._command
 
@@ -76,10 +77,16 @@ def option(command: list[str], name: str) -> str:
     return values[0]
 
 
-def test_a_large_file_moves_over_one_pinned_ssh_process(ssh_remote: RemoteSpec, payload, started):
+def test_a_large_file_moves_over_one_pinned_ssh_process(ssh_remote: RemoteSpec, payload, started, monkeypatch):
+    through_ssh = []
+    real_recv = openssh.SSHProcess.recv
+    monkeypatch.setattr(openssh.SSHProcess, "recv",
+                        lambda self, size: through_ssh.append(real_recv(self, size)) or through_ssh[-1])
     with SSHStorage(ssh_remote) as storage:
         storage.write("big.bin", payload)
+        through_ssh.clear()
         assert read_bytes(storage, "big.bin") == payload
+        assert sum(map(len, through_ssh)) > SIZE  # every byte came through ssh
         assert read_bytes(storage, "big.bin", offset=SIZE - 1024 * 1024) == payload[-1024 * 1024:]
         storage.write("small.bin", b"x" * 1000)  # below the threshold: paramiko
         assert read_bytes(storage, "small.bin") == b"x" * 1000
@@ -163,3 +170,37 @@ def test_a_silent_ssh_process_times_out_instead_of_hanging():
     finally:
         channel.close()
     assert not channel.is_active()
+
+
+def test_paramiko_moves_the_first_bytes_while_ssh_starts_then_ssh_takes_over(ssh_remote, monkeypatch):
+    monkeypatch.setattr(openssh, "BULK_MIN_BYTES", 1024 * 1024)
+    through_ssh = []
+    real_recv = openssh.SSHProcess.recv
+
+    def counting_recv(self, size):
+        data = real_recv(self, size)
+        through_ssh.append(len(data))
+        return data
+
+    monkeypatch.setattr(openssh.SSHProcess, "recv", counting_recv)
+    payload = os.urandom(48 * 1024 * 1024 + 5)
+    with SSHStorage(ssh_remote) as storage:
+        storage.write("big.bin", payload)  # over either or both connections: the bytes must match
+        through_ssh.clear()
+
+        class WaitForSSH(io.BytesIO):
+            """Holds the first bytes until the ssh process is up, so paramiko fetched its window
+            (32 MiB ahead) and ssh must take over the rest."""
+
+            def write(self, data):
+                deadline = time.monotonic() + 20
+                while storage._bulk._session is None and time.monotonic() < deadline:
+                    time.sleep(0.01)
+                return super().write(data)
+
+        storage._bulk.close()  # a fresh start for the read below
+        storage._bulk = openssh.BulkChannel()
+        sink = WaitForSSH()
+        storage.read("big.bin", sink)
+        assert sink.getvalue() == payload
+    assert 0 < sum(through_ssh) < len(payload)

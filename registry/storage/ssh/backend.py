@@ -23,7 +23,7 @@ import stat as stat_mode
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import NoReturn
@@ -47,7 +47,7 @@ from modelreg.storage.ssh import openssh
 from modelreg.storage.ssh.connect import ConnectOptions, KeyFiles, open_transport, resolve_target
 from modelreg.storage.ssh.errors import TRANSFER_ERRORS, SSHErrors, errno_of, is_connection_failure
 from modelreg.storage.ssh.hostkeys import HostKeyVerifier
-from modelreg.storage.ssh.pipeline import ResumePastEnd, read_file, write_file
+from modelreg.storage.ssh.pipeline import ResumePastEnd, Takeover, read_file, write_file
 from modelreg.storage.ssh.sessions import SessionPool, SFTPSession
 
 log = logging.getLogger(__name__)
@@ -110,13 +110,10 @@ class SSHStorage(StorageBase):
                 self._fail(exc, "read", path)
             try:
                 attrs = handle.stat()
-                with self._bulk_handle(path, attrs, offset) as bulk:
-                    if bulk is not None:
-                        read_file(*bulk, path, offset, guarded, pool=self._pool, max_streams=1,
-                                  stop=self.cancelled)
-                    else:
-                        read_file(session, handle, attrs, path, offset, guarded, pool=self._pool,
-                                  max_streams=STREAMS_PER_FILE, stop=self.cancelled)
+                takeover = self._takeover(path, attrs, (attrs.st_size or 0) - offset)
+                read_file(session, handle, attrs, path, offset, guarded, pool=self._pool,
+                          max_streams=1 if takeover else STREAMS_PER_FILE, stop=self.cancelled,
+                          takeover=takeover, takeover_first=openssh.TAKE_OVER_FIRST)
             except ResumePastEnd as exc:
                 raise RemoteError(f"Cannot resume {key} on {self.url} at byte {offset}: the object has "
                                   f"only {exc.size} bytes; delete the partial download and retry.") from None
@@ -144,16 +141,11 @@ class SSHStorage(StorageBase):
                 handle = self._create(session, temp)
                 created = True
                 try:
-                    with self._bulk_handle(temp, None, reader.size) as bulk:
-                        if bulk is not None:
-                            bulk_session, bulk_handle, _attrs = bulk
-                            write_file(bulk_session, bulk_handle, temp, reader.size, reader.read, progress,
-                                       pool=self._pool, max_streams=1, stop=self.cancelled)
-                            bulk_session.sftp.fsync(bulk_handle.handle)
-                        else:
-                            write_file(session, handle, temp, reader.size, reader.read, progress,
-                                       pool=self._pool, max_streams=STREAMS_PER_FILE, stop=self.cancelled)
-                            session.sftp.fsync(handle.handle)
+                    takeover = self._takeover(temp, None, reader.size)
+                    write_file(session, handle, temp, reader.size, reader.read, progress, pool=self._pool,
+                               max_streams=1 if takeover else STREAMS_PER_FILE, stop=self.cancelled,
+                               takeover=takeover, takeover_first=openssh.TAKE_OVER_FIRST)
+                    session.sftp.fsync(handle.handle)  # flushes the file, whichever connection wrote it
                 finally:
                     _close_quietly(handle, session)
                 self._publish(session, key, temp, target, create_only)
@@ -222,39 +214,42 @@ class SSHStorage(StorageBase):
         self._pool.close()
         self._bulk.close()
 
-    @contextmanager
-    def _bulk_handle(self, path: str, expected: paramiko.SFTPAttributes | None, start: int
-                     ) -> Iterator[tuple[SFTPSession, paramiko.SFTPFile, paramiko.SFTPAttributes] | None]:
-        """(the `ssh` process session, `path` opened on it, its attributes) for a large file, else None.
+    def _takeover(self, path: str, expected: paramiko.SFTPAttributes | None, size: int) -> Takeover | None:
+        """For a transfer of `size` bytes or more than `BULK_MIN_BYTES`: how an `ssh` process takes it over.
 
-        For a read, `expected` are the attributes of the file as opened over paramiko: the
-        `ssh` side is used only when it sees the same size and mtime (the same version of
-        the file), and only when at least `BULK_MIN_BYTES` are left after `start`. For a
-        write (`expected` None), `start` is the size to write; the temp file is reopened
-        for writing. See `openssh`.
+        The process starts (once per storage, see `openssh`) while paramiko already moves
+        data. For a read, `expected` are the attributes of the file as opened over
+        paramiko: the `ssh` side joins only when it sees the same size and mtime (the
+        same version of the file). For a write (`expected` None) it reopens the temp file.
         """
-        remaining = (expected.st_size or 0) - start if expected is not None else start
-        session = self._bulk.acquire(self._open_bulk) if remaining >= openssh.BULK_MIN_BYTES else None
-        if session is None:
-            yield None
-            return
-        handle = attrs = None
-        try:
+        if size < openssh.BULK_MIN_BYTES or not openssh.enabled() or self._keys.accepted is None:
+            return None
+
+        def take_over() -> tuple[SFTPSession, paramiko.SFTPFile, Callable[[], None]] | None:
+            session = self._bulk.acquire(self._open_bulk)
+            if session is None:
+                return None
+            handle = None
             try:
                 handle = session.sftp.open(path, "rb" if expected is not None else "r+")
                 attrs = handle.stat()
             except TRANSFER_ERRORS:
                 log.debug("the ssh process cannot open %s", path, exc_info=True)
                 session.broken = True
+                attrs = None
+
+            def release() -> None:
+                if handle is not None:
+                    _close_quietly(handle, session)
+                self._bulk.release(session)
+
             if handle is None or attrs is None or (expected is not None and (
                     attrs.st_size, attrs.st_mtime) != (expected.st_size, expected.st_mtime)):
-                yield None
-                return
-            yield session, handle, attrs
-        finally:
-            if handle is not None:
-                _close_quietly(handle, session)
-            self._bulk.release(session)
+                release()
+                return None
+            return session, handle, release
+
+        return take_over
 
     def _open_bulk(self) -> SFTPSession | None:
         """A session over an `ssh` process that logs in as paramiko did, pinned to the key it verified."""

@@ -75,6 +75,8 @@ class _Job:
     results: dict[int, bytes] = field(default_factory=dict)
     stop: threading.Event = field(default_factory=threading.Event)
     """The storage's cancellation: once set, the next claim raises `Cancelled`."""
+    retire: threading.Event = field(default_factory=threading.Event)
+    """Set when a faster connection took over (`Takeover`): the first connection stops claiming."""
 
     def __post_init__(self) -> None:
         self.next = self.taken = self.start
@@ -134,14 +136,18 @@ class _Job:
 
 
 def _read_worker(session: SFTPSession, handle: bytes, job: _Job,
-                 deliver: Callable[[int, bytes], object]) -> None:
-    """Fetch claimed ranges with DEPTH reads in flight; deliver each in the order of its offset."""
+                 deliver: Callable[[int, bytes], object], retire: threading.Event | None = None) -> None:
+    """Fetch claimed ranges with DEPTH reads in flight; deliver each in the order of its offset.
+
+    Once `retire` is set, no new range is claimed: the requests in flight are finished.
+    """
     sftp = session.sftp
     received: dict = {}
     pending: collections.deque = collections.deque()
     try:
         while True:
-            while len(pending) < DEPTH and (claim := job.claim(block=not pending)):
+            while len(pending) < DEPTH and not (retire is not None and retire.is_set()) and (
+                    claim := job.claim(block=not pending)):
                 offset, length = claim
                 pending.append((sftp.send_read(handle, offset, length), offset, length))
             if not pending:
@@ -162,14 +168,17 @@ def _read_worker(session: SFTPSession, handle: bytes, job: _Job,
 
 
 def _write_worker(session: SFTPSession, handle: bytes, job: _Job,
-                  read_source: Callable[[int, int], bytes], report: Callable[[int], None]) -> None:
-    """Write claimed ranges with DEPTH writes in flight; report each acknowledged one."""
+                  read_source: Callable[[int, int], bytes], report: Callable[[int], None],
+                  retire: threading.Event | None = None) -> None:
+    """Write claimed ranges with DEPTH writes in flight; report each acknowledged one (`retire`
+    as for `_read_worker`)."""
     sftp = session.sftp
     received: dict = {}
     pending: collections.deque = collections.deque()
     try:
         while True:
-            while len(pending) < DEPTH and (claim := job.claim(block=False)):
+            while len(pending) < DEPTH and not (retire is not None and retire.is_set()) and (
+                    claim := job.claim(block=False)):
                 offset, length = claim
                 pending.append((sftp.send_write(handle, offset, read_source(offset, length)), length))
             if not pending:
@@ -202,6 +211,13 @@ def _drain(session: SFTPSession, received: dict[int, tuple[int, bytes]], nums: l
         log.debug("could not drain SFTP replies", exc_info=True)
 
 
+Takeover = Callable[[], "tuple[SFTPSession, paramiko.SFTPFile, Callable[[], None]] | None"]
+"""Opens a faster connection to the same file (an `ssh` process, `openssh`), blocking while it
+starts: (session, the file opened on it, release) or None. Run in its own thread while the first
+connection already moves data; once it is there, the first connection stops claiming ranges
+and it moves the rest. `release` closes the file and hands the session back."""
+
+
 def _stream_count(size: int, pool: SessionPool, max_streams: int) -> int:
     """How many connections are worth using for `size` bytes."""
     return max(1, min(max_streams, pool.limit, size // MIN_BYTES_PER_STREAM))
@@ -209,12 +225,14 @@ def _stream_count(size: int, pool: SessionPool, max_streams: int) -> int:
 
 def read_file(first: SFTPSession, handle: paramiko.SFTPFile, expected: paramiko.SFTPAttributes, path: str,
               start: int, sink: Sink, *, pool: SessionPool, max_streams: int,
-              stop: threading.Event | None = None) -> None:
+              stop: threading.Event | None = None, takeover: Takeover | None = None,
+              takeover_first: bool = False) -> None:
     """Write the open remote file's bytes from `start` on into `sink`, in order, from this thread.
 
     `expected` are the attributes of `handle` (`handle.stat()`). A large file is fetched
     over up to `max_streams` connections; an extra connection joins only if the file it
-    opens has the same size and mtime (the same version). Raises `ResumePastEnd` when
+    opens has the same size and mtime (the same version); with `takeover`, a faster
+    connection takes over once it is up (see `Takeover`). Raises `ResumePastEnd` when
     `start` is beyond the end of the file, `Cancelled` soon after `stop` is set.
     """
     end = expected.st_size or 0
@@ -222,7 +240,7 @@ def read_file(first: SFTPSession, handle: paramiko.SFTPFile, expected: paramiko.
         raise ResumePastEnd(end)
     stop = stop or threading.Event()
     streams = _stream_count(end - start, pool, max_streams)
-    if streams <= 1:
+    if streams <= 1 and takeover is None:
         _read_worker(first, handle.handle, _Job(start, end, first.sftp.read_size, stop=stop),
                      lambda _offset, data: sink.write(data))
         return
@@ -244,21 +262,24 @@ def read_file(first: SFTPSession, handle: paramiko.SFTPFile, expected: paramiko.
             offset += len(data)
 
     _run_streams(job, first, handle, pool, streams, extra_handle,
-                 lambda session, h: _read_worker(session, h.handle, job, job.deliver), consume)
+                 lambda session, h, retire=None: _read_worker(session, h.handle, job, job.deliver, retire),
+                 consume, takeover, takeover_first)
 
 
 def write_file(first: SFTPSession, handle: paramiko.SFTPFile, path: str, size: int,
                read_source: Callable[[int, int], bytes], progress: Progress | None, *,
-               pool: SessionPool, max_streams: int, stop: threading.Event | None = None) -> None:
+               pool: SessionPool, max_streams: int, stop: threading.Event | None = None,
+               takeover: Takeover | None = None, takeover_first: bool = False) -> None:
     """Write `size` bytes from `read_source(offset, length)` into the open remote file at `path`.
 
-    A large file is written over up to `max_streams` connections, each through its own handle.
-    Raises `Cancelled` soon after `stop` is set.
+    A large file is written over up to `max_streams` connections, each through its own handle;
+    with `takeover`, a faster connection takes over once it is up (see `Takeover`). Raises
+    `Cancelled` soon after `stop` is set.
     """
     report = progress or (lambda _count: None)
     job = _Job(0, size, first.sftp.write_size, stop=stop or threading.Event())
     streams = _stream_count(size, pool, max_streams)
-    if streams <= 1:
+    if streams <= 1 and takeover is None:
         _write_worker(first, handle.handle, job, read_source, report)
         return
 
@@ -277,25 +298,60 @@ def write_file(first: SFTPSession, handle: paramiko.SFTPFile, path: str, size: i
 
     _run_streams(job, first, handle, pool, streams,
                  lambda session: session.sftp.open(path, "r+"),
-                 lambda session, h: _write_worker(session, h.handle, job, read_source, job.report),
-                 consume)
+                 lambda session, h, retire=None: _write_worker(session, h.handle, job, read_source, job.report,
+                                                               retire),
+                 consume, takeover, takeover_first)
 
 
 def _run_streams(job: _Job, first: SFTPSession, handle: paramiko.SFTPFile, pool: SessionPool,
                  streams: int, open_extra: Callable[[SFTPSession], paramiko.SFTPFile | None],
-                 work: Callable[[SFTPSession, paramiko.SFTPFile], None],
-                 consume: Callable[[], None]) -> None:
+                 work: Callable[..., None], consume: Callable[[], None],
+                 takeover: Takeover | None = None, takeover_first: bool = False) -> None:
     """Run `work` on the first connection and on up to `streams - 1` extra ones while this thread consumes.
 
     Extra connections are optional: one that cannot be had (pool busy, connect or
     open failure) is skipped. A failure of a connection at work fails the whole job.
+    A `takeover` runs in a thread of its own that this call does not wait for unless it
+    joined the work (a slow start must not hold up a transfer that finished without it);
+    with `takeover_first`, the first connection starts only once the takeover joined or
+    gave up (for tests: every byte then moves over the faster connection).
     """
 
-    def run(session: SFTPSession, file: paramiko.SFTPFile) -> None:
+    def run(session: SFTPSession, file: paramiko.SFTPFile, retire: threading.Event | None = None) -> None:
         try:
-            work(session, file)
+            work(session, file, retire)
         except BaseException as exc:
             job.fail(exc)
+
+    joined = threading.Event()
+    decided = threading.Event()
+    taken_over = threading.Event()
+
+    def run_takeover() -> None:
+        assert takeover is not None
+        got = None
+        try:
+            got = takeover()
+            if got is None:
+                return
+            with job.cond:
+                if job.cancelled or job.next >= job.end:
+                    return
+                job.active += 1
+                joined.set()
+                job.retire.set()
+            decided.set()
+            try:
+                run(got[0], got[1])
+            finally:
+                _finish()
+        except Exception:  # the faster connection is optional: the first one carries on
+            log.debug("no faster SFTP connection", exc_info=True)
+        finally:
+            decided.set()
+            if got is not None:
+                got[2]()
+            taken_over.set()
 
     def run_extra() -> None:
         session = None if job.cancelled else pool.try_acquire(
@@ -317,7 +373,7 @@ def _run_streams(job: _Job, first: SFTPSession, handle: paramiko.SFTPFile, pool:
 
     def run_first() -> None:
         try:
-            run(first, handle)
+            run(first, handle, job.retire if takeover is not None else None)
         finally:
             _finish()
 
@@ -327,6 +383,10 @@ def _run_streams(job: _Job, first: SFTPSession, handle: paramiko.SFTPFile, pool:
             job.cond.notify_all()
 
     job.active = streams
+    if takeover is not None:
+        threading.Thread(target=run_takeover, name="modelreg-sftp-takeover", daemon=True).start()
+        if takeover_first:
+            decided.wait()
     with ThreadPoolExecutor(max_workers=streams, thread_name_prefix="modelreg-sftp") as executor:
         executor.submit(run_first)
         for _ in range(streams - 1):
@@ -336,6 +396,9 @@ def _run_streams(job: _Job, first: SFTPSession, handle: paramiko.SFTPFile, pool:
         except BaseException:
             job.cancel()
             raise
+        finally:
+            if joined.is_set():
+                taken_over.wait()
 
 
 def _close_quietly(file: paramiko.SFTPFile) -> None:
