@@ -34,7 +34,7 @@ def upload_blob(cache: Cache, storage: Storage, entry: FileEntry, reporter: Prog
     """
     path = cache.blob_path(entry.sha256)
     try:
-        removed = storage.remove_stale_uploads(blob_key(entry.sha256), STALE_UPLOAD_AGE)
+        removed = storage.remove_stale_uploads(blob_key(entry.sha256), STALE_UPLOAD_AGE, entry.size)
     except RemoteError as exc:  # clean-up is a courtesy: the upload itself may still work
         reporter.message(f"Could not clean up old partial uploads of {entry.path}: {exc}")
     else:

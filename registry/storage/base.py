@@ -241,12 +241,14 @@ class Storage(Protocol):
     def delete(self, key: str) -> None:
         """Remove `key`; a missing key is not an error."""
 
-    def remove_stale_uploads(self, key: str, older_than: float) -> int:
+    def remove_stale_uploads(self, key: str, older_than: float, size: int | None = None) -> int:
         """Remove what killed uploads of `key` left behind (temp files, unfinished multipart
         uploads) that saw no write for `older_than` seconds; returns how many were removed.
 
         Leftovers younger than that may be another writer's upload in progress and are
-        kept. Never touches `key` itself.
+        kept. Never touches `key` itself. `size`, when given, is the size of the object
+        about to be written: a backend may then skip looking where an upload of that size
+        leaves nothing (S3: a single PUT); `gc` still finds any leftover.
         """
 
     def cancel(self) -> None:
@@ -292,8 +294,9 @@ class StorageBase:
     def list(self, prefix: str) -> list[str]:
         return [info.key for info in self.list_info(prefix)]  # type: ignore[attr-defined]
 
-    def remove_stale_uploads(self, key: str, older_than: float) -> int:
-        """As the protocol says, through `list_uploads` of the key's directory and `remove_upload`."""
+    def remove_stale_uploads(self, key: str, older_than: float, size: int | None = None) -> int:
+        """As the protocol says, through `list_uploads` of the key's directory and `remove_upload`
+        (whatever `size`: a killed upload of any size leaves a temp file)."""
         directory = key.rpartition("/")[0]
         stale = [upload for upload in self.list_uploads(directory)  # type: ignore[attr-defined]
                  if upload.key == key and upload.age >= older_than]

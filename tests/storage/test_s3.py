@@ -353,3 +353,16 @@ def _closed_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+def test_stale_multipart_uploads_are_not_looked_for_before_a_single_put(storage):
+    """A blob below 5 MiB goes up in one PUT, which a kill cannot leave half done: the push does
+    not list multipart uploads for it (gc still finds any leftover, whatever its size)."""
+    key = "blobs/sha256/cd/" + "cd" * 32
+    storage._client.create_multipart_upload(Bucket=storage.bucket, Key=storage._key(key))
+    listed = []
+    real = storage._client.list_multipart_uploads
+    storage._client.list_multipart_uploads = lambda **kwargs: listed.append(kwargs) or real(**kwargs)
+    assert storage.remove_stale_uploads(key, older_than=0, size=4 * 1024 * 1024) == 0 and listed == []
+    assert storage.remove_stale_uploads(key, older_than=0, size=MULTIPART_SIZE) == 1 and listed
+    assert [upload.key for upload in storage.list_uploads("")] == []

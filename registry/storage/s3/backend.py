@@ -64,12 +64,15 @@ from modelreg.storage.s3.cleanup import abort_stale_uploads, abort_upload
 from modelreg.storage.s3.errors import ADVICE, STALLS, STREAM_ERRORS, not_an_s3_server, translate_error
 from modelreg.storage.s3.lean import LeanRequests, LeanUnavailable
 from modelreg.storage.s3.listing import list_multipart_uploads, list_objects
+from modelreg.storage.s3.loader import new_session
 
 MiB = 1 << 20
 PART_SIZE = 16 * MiB
 """Multipart upload part size and ranged-GET size."""
 MULTIPART_THRESHOLD = PART_SIZE
 """Files this size or larger go up in parts; smaller ones in one PUT verified by the server."""
+MIN_PART_SIZE = 5 * MiB
+"""S3's smallest part (but the last): no smaller object was ever uploaded in parts by modelreg."""
 UPLOAD_CONCURRENCY = 8
 """Parts of one file uploaded at once."""
 DOWNLOAD_WINDOW = 4
@@ -165,7 +168,8 @@ class S3Storage(StorageBase):
             raise UsageError(f"Invalid addressing_style {style!r} for {spec.label}: "
                              f"use one of {', '.join(ADDRESSING_STYLES)}.")
         try:
-            session = boto3.session.Session(profile_name=options.get("profile") or None,
+            profile = options.get("profile") or None
+            session = boto3.session.Session(botocore_session=new_session(profile), profile_name=profile,
                                             region_name=options.get("region") or None)
         except ProfileNotFound as exc:
             raise ConfigError(f"AWS profile {exc.kwargs.get('profile')!r} for {spec.label} is not in "
@@ -486,8 +490,14 @@ class S3Storage(StorageBase):
         self._translated("abort an unfinished upload of", upload.key, abort_upload, self._client, self.bucket,
                          self._key(upload.key), upload.upload_id)
 
-    def remove_stale_uploads(self, key: str, older_than: float) -> int:
-        """Abort unfinished multipart uploads of `key` idle for `older_than` seconds (`abort_stale_uploads`)."""
+    def remove_stale_uploads(self, key: str, older_than: float, size: int | None = None) -> int:
+        """Abort unfinished multipart uploads of `key` idle for `older_than` seconds (`abort_stale_uploads`).
+
+        Not looked for when `size` is below S3's minimum part size (5 MiB): such an object
+        is written by one PUT (below `MULTIPART_THRESHOLD`), which leaves nothing behind.
+        """
+        if size is not None and size < MIN_PART_SIZE:
+            return 0
         return self._translated("clean up unfinished uploads of", key, abort_stale_uploads, self._client,
                                 self.bucket, self._key(key), older_than)
 
