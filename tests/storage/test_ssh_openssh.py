@@ -11,6 +11,7 @@ import io
 import os
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -204,3 +205,24 @@ def test_paramiko_moves_the_first_bytes_while_ssh_starts_then_ssh_takes_over(ssh
         storage.read("big.bin", sink)
         assert sink.getvalue() == payload
     assert 0 < sum(through_ssh) < len(payload)
+
+
+def test_parts_sent_to_the_ssh_process_arrive_whole_and_in_order():
+    """`send_parts` (writev) survives partial writes: 5 MB through `cat`, larger than any pipe buffer."""
+    process = subprocess.Popen(["cat"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0)
+    channel = openssh.SSHProcess(process, timeout=10)
+    parts = [b"header", os.urandom(3_000_000), b"", os.urandom(2_000_001)]
+    received = bytearray()
+
+    def read_back() -> None:
+        while len(received) < sum(map(len, parts)):
+            received.extend(channel.recv(1 << 20))
+
+    reader = threading.Thread(target=read_back)
+    reader.start()
+    try:
+        channel.send_parts(*parts)
+        reader.join(timeout=30)
+        assert bytes(received) == b"".join(parts)
+    finally:
+        channel.close()

@@ -79,6 +79,18 @@ class SSHProcess:
         while view:
             view = view[self.send(view):]
 
+    def send_parts(self, *parts) -> None:
+        """Send `parts` one after the other, gathered by `writev` instead of joined first."""
+        views = [memoryview(part) for part in parts]
+        while views:
+            self._wait(self._in, writable=True)
+            sent = os.writev(self._in, views)
+            while views and sent >= len(views[0]):
+                sent -= len(views[0])
+                views.pop(0)
+            if views and sent:
+                views[0] = views[0][sent:]
+
     def recv(self, size: int) -> bytes:
         self._wait(self._out, writable=False)
         return os.read(self._out, size)

@@ -69,7 +69,11 @@ class BulkSFTPClient(paramiko.SFTPClient):
         num = self._next_id()
         header = struct.pack(f">IBII{len(handle)}sQI", 21 + len(handle) + len(data), CMD_WRITE, num,
                              len(handle), handle, offset, len(data))
-        self.sock.sendall(header + data)
+        send_parts = getattr(self.sock, "send_parts", None)
+        if send_parts is not None:  # an `ssh` process's pipe: no copy to join header and payload
+            send_parts(header, data)
+        else:
+            self.sock.sendall(header + data)
         return num
 
     def send_fsync(self, handle: bytes) -> int:
