@@ -87,6 +87,9 @@ class Settings:
     trusted_keys: tuple = ()
     signing_key: str | None = None
     ssh_passphrase: str | None = field(default=None, repr=False)
+    ssh_bulk: str = "openssh"
+    """How SSH moves large files: "openssh" (an `ssh` process, see storage/ssh/openssh) or
+    "paramiko" (`MODELREG_SSH_BULK`)."""
     key_passphrase: str | None = field(default=None, repr=False)
     workspace_origin: str = "given"
     """How `workspace` was chosen, for messages: see `find_workspace`."""
@@ -156,6 +159,7 @@ class Settings:
             trusted_keys=tuple(data.get("trusted_keys") or ()),
             signing_key=env.get("MODELREG_SIGNING_KEY") or data.get("signing_key"),
             ssh_passphrase=env.get("MODELREG_SSH_PASSPHRASE") or None,
+            ssh_bulk=ssh_bulk_of(env.get("MODELREG_SSH_BULK")),
             key_passphrase=env.get("MODELREG_KEY_PASSPHRASE") or None,
             stall_timeout=stall,
             stall_timeout_forced=forced is not None,
@@ -202,7 +206,8 @@ class Settings:
                 self.stall_timeout_forced or "stall_timeout" not in spec.options):
             extra.setdefault("stall_timeout", self.stall_timeout)
         if urlsplit(spec.url).scheme == "ssh":
-            defaults = {"known_hosts": str(self.known_hosts_path), "passphrase": self.ssh_passphrase}
+            defaults = {"known_hosts": str(self.known_hosts_path), "passphrase": self.ssh_passphrase,
+                        "bulk": self.ssh_bulk}
             for key, value in defaults.items():
                 if value and key not in spec.options:
                     extra.setdefault(key, value)
@@ -230,6 +235,15 @@ def find_workspace(given: Path | str | None, from_env: str | None, cwd: Path) ->
             return candidate, ("the current directory (it has manifests/)" if candidate == start
                                else "the nearest parent directory with manifests/")
     return start, "the current directory (no manifests/ found here or above; pins are written here)"
+
+
+def ssh_bulk_of(value: str | None) -> str:
+    """`MODELREG_SSH_BULK`: "openssh" (the default, also when unset or empty) or "paramiko"."""
+    text = (value or "").strip().lower() or "openssh"
+    if text not in ("openssh", "paramiko"):
+        raise ConfigError(f"Invalid MODELREG_SSH_BULK={value!r}: use openssh (large files over the ssh "
+                          f"client, the default) or paramiko (everything over paramiko).")
+    return text
 
 
 def parse_switch(value: str | None, name: str) -> bool:

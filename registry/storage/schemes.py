@@ -45,7 +45,7 @@ BACKENDS: Mapping[str, BackendInfo] = {info.scheme: info for info in (
                          "atomic_create_only", "stall_timeout")),
     BackendInfo("ssh", "modelreg.storage.ssh.backend:SSHStorage", "ssh://user@host:port/path",
                 options=("identity_file", "known_hosts", "connect_timeout", "stall_timeout"),
-                runtime_options=("accept_new_host_key", "passphrase")),
+                runtime_options=("accept_new_host_key", "passphrase", "bulk")),
 )}
 
 

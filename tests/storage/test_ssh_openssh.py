@@ -126,14 +126,17 @@ def test_an_encrypted_key_file_is_never_handed_to_ssh(sshd_server, ssh_remote, t
 
 
 @pytest.mark.parametrize("how", ["MODELREG_SSH_BULK=paramiko", "no ssh binary"])
-def test_without_ssh_large_files_use_paramiko(ssh_remote, payload, started, monkeypatch, how):
+def test_without_ssh_large_files_use_paramiko(settings, ssh_remote, payload, started, monkeypatch, how):
     if how == "no ssh binary":
         monkeypatch.setattr(openssh.shutil, "which", lambda name: None)
     else:
         monkeypatch.setenv("MODELREG_SSH_BULK", "paramiko")
     popen = []
     monkeypatch.setattr(openssh.subprocess, "Popen", lambda *a, **k: popen.append(a))
-    with SSHStorage(ssh_remote) as storage:
+    spec = type(settings).resolve().remote(ssh_remote.url, identity_file=ssh_remote.options["identity_file"],
+                                           known_hosts=ssh_remote.options["known_hosts"])
+    assert spec.options["bulk"] == ("paramiko" if how.startswith("MODELREG") else "openssh")
+    with SSHStorage(spec) as storage:
         storage.write("big.bin", payload)
         assert read_bytes(storage, "big.bin") == payload
     assert popen == [] and all(call["session"] is None for call in started)
@@ -226,3 +229,12 @@ def test_parts_sent_to_the_ssh_process_arrive_whole_and_in_order():
         assert bytes(received) == b"".join(parts)
     finally:
         channel.close()
+
+
+def test_an_unknown_ssh_bulk_setting_is_a_config_error(monkeypatch):
+    from modelreg.config import Settings
+    from modelreg.errors import ConfigError
+
+    monkeypatch.setenv("MODELREG_SSH_BULK", "scp")
+    with pytest.raises(ConfigError, match="MODELREG_SSH_BULK='scp': use openssh"):
+        Settings.resolve()

@@ -69,7 +69,8 @@ class SSHStorage(StorageBase):
     ~/.ssh/known_hosts, where accepted keys are recorded), `connect_timeout`
     (seconds), `stall_timeout` (seconds without a reply before an operation fails;
     default `DEFAULT_STALL_TIMEOUT`); and, passed by the program, never stored: `accept_new_host_key`,
-    `passphrase` (a string, or a callable given the key path) for an encrypted key file.
+    `passphrase` (a string, or a callable given the key path) for an encrypted key file, and
+    `bulk`: "paramiko" keeps large files off the `ssh` process (`openssh`).
     """
 
     def __init__(self, spec: RemoteSpec) -> None:
@@ -86,6 +87,7 @@ class SSHStorage(StorageBase):
         self._root: str | None = self.target.root if self.target.root.startswith("/") else None
         self._pool = SessionPool(self._connect, MAX_CONNECTIONS)
         self._bulk = openssh.BulkChannel()
+        self._bulk_enabled = spec.options.get("bulk", "openssh") != "paramiko"
         self._server_key: paramiko.PKey | None = None
 
     def stat(self, key: str) -> int | None:
@@ -222,7 +224,7 @@ class SSHStorage(StorageBase):
         paramiko: the `ssh` side joins only when it sees the same size and mtime (the
         same version of the file). For a write (`expected` None) it reopens the temp file.
         """
-        if size < openssh.BULK_MIN_BYTES or not openssh.enabled() or self._keys.accepted is None:
+        if size < openssh.BULK_MIN_BYTES or not self._bulk_enabled or self._keys.accepted is None:
             return None
 
         def take_over() -> tuple[SFTPSession, paramiko.SFTPFile, Callable[[], None]] | None:

@@ -17,7 +17,7 @@ private known_hosts file holding exactly the key paramiko verified, under
 itself. It logs in with the key file paramiko used (or ssh-agent, if that was it); an
 encrypted key file is never handed to it. Anything that fails while starting it
 (no `ssh` binary, a refused login, a different host key) just leaves the transfer on
-paramiko. `MODELREG_SSH_BULK=paramiko` turns this path off.
+paramiko. The storage option `bulk="paramiko"` (`MODELREG_SSH_BULK=paramiko`) turns this off.
 """
 
 from __future__ import annotations
@@ -48,10 +48,6 @@ PIPE_SIZE = 1024 * 1024
 CIPHERS = "aes128-gcm@openssh.com,aes256-gcm@openssh.com,chacha20-poly1305@openssh.com,aes128-ctr"
 PINNED_ALIAS = "modelreg-verified-host"
 F_SETPIPE_SZ = 1031
-
-
-def enabled() -> bool:
-    return os.environ.get("MODELREG_SSH_BULK", "openssh").strip().lower() != "paramiko"
 
 
 class SSHProcess:
@@ -126,7 +122,7 @@ def start_session(target: SSHTarget, server_key: paramiko.PKey, identity: Path |
                   timeout: float) -> SFTPSession | None:
     """An SFTP session over a new `ssh` process pinned to `server_key`, or None if it cannot be had."""
     ssh = shutil.which("ssh")
-    if ssh is None or not enabled():
+    if ssh is None:
         return None
     with tempfile.TemporaryDirectory(prefix="modelreg-ssh-") as private:
         known_hosts = Path(private) / "known_hosts"
