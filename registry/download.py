@@ -25,6 +25,7 @@ from modelreg.errors import IntegrityError, LocalIOError, NotFound, RegistryErro
 from modelreg.hashing import CHUNK_SIZE, HashingSink
 from modelreg.layout import blob_key
 from modelreg.local.cache import Cache, open_new, open_regular, remove_entry
+from modelreg.local.dropbehind import DropBehind
 from modelreg.local.processes import dead_owner, owner_tag
 from modelreg.manifest import FileEntry
 from modelreg.progress import ProgressReporter
@@ -133,9 +134,12 @@ def _acquire_blob_lock(cache: Cache, entry: FileEntry, reporter: ProgressReporte
 class _LocalFile:
     """The sink's target file: a failed write says which local file and what to do, as LocalIOError."""
 
-    def __init__(self, handle, path: Path, entry: FileEntry, tee: Tee | None = None) -> None:
+    def __init__(self, handle, path: Path, entry: FileEntry, tee: Tee | None = None, start: int = 0) -> None:
         self._handle, self._path, self._entry, self._tee = handle, path, entry, tee
         self.received = 0
+        self._start = start
+        self._drop = DropBehind(handle.fileno(), start) if tee is not None else None
+        """With a --dest copy, the cache's copy need not stay in memory (`modelreg.local.dropbehind`)."""
 
     def write(self, data) -> int:
         try:
@@ -143,6 +147,8 @@ class _LocalFile:
         except OSError as exc:
             raise local_write_error(exc, self._path, self._entry, self.received) from exc
         self.received += len(data)
+        if self._drop is not None:
+            self._drop.written(self._start + self.received - len(data))
         if self._tee is not None:
             self._tee.write(data)
         return written
@@ -191,7 +197,7 @@ def _download(cache: Cache, storage: Storage, entry: FileEntry, reporter: Progre
         tee.open()
     else:
         tee = None
-    target = _LocalFile(handle, mine, entry, tee)
+    target = _LocalFile(handle, mine, entry, tee, offset)
     sink = HashingSink(target, limit=entry.size, digest=digest, size=offset, progress=progress)
     try:
         _stream(storage, entry, sink, target, handle, mine, offset, partial, repair_advice)

@@ -3,6 +3,7 @@
 The second copy (`modelreg.download.Tee`) is kept only when the cache accepted the very
 bytes it holds; any failure to write it falls back to the verified copy from the cache,
 and a failed pull leaves `--dest` as it was (not even created when it did not exist).
+Meanwhile the cache's copy leaves the page cache behind the writer (`modelreg.local.dropbehind`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import pytest
 from modelreg.download import Tee
 from modelreg.errors import IntegrityError
 from modelreg.layout import blob_key
+from modelreg.local import dropbehind
 from modelreg.local import materialize as materialize_module
 from modelreg.local.cache import Cache
 from modelreg.refs import Ref
@@ -184,3 +186,39 @@ def test_a_pull_killed_while_writing_dest_leaves_staging_the_next_pull_removes(p
     assert leftovers and any((p / "tee").iterdir() for p in leftovers)
     pull(fresh_cache, Ref("emotion", "v9"), file_remote, dest=dest)
     assert_dest_holds_the_bundle(dest)
+
+
+def test_the_cache_copy_of_a_large_download_leaves_memory_behind_the_writer(settings, file_remote, fresh_cache,
+                                                                             tmp_path, monkeypatch):
+    big = os.urandom(3 * dropbehind.WINDOW + 1234)
+    make_bundle(settings, "v7", {"big.bin": big}, tmp_path)
+    push(settings, Ref("emotion", "v7"), file_remote)
+    calls: list[tuple[int, int, int]] = []
+    real = dropbehind._sync_file_range
+    monkeypatch.setattr(dropbehind, "_sync_file_range",
+                        lambda fd, start, length, flags: calls.append((start, length, flags)) or real(
+                            fd, start, length, flags))
+    pull(fresh_cache, Ref("emotion", "v7"), file_remote)  # no --dest: the cache copy is the one used
+    assert calls == []
+    cache = Cache(fresh_cache.cache_dir)
+    cache.blob_path(hashlib.sha256(big).hexdigest()).chmod(0o644)
+    cache.blob_path(hashlib.sha256(big).hexdigest()).unlink()
+    dest = tmp_path / "out"
+    pull(fresh_cache, Ref("emotion", "v7"), file_remote, dest=dest)
+    window, wait = dropbehind.WINDOW, 1 | 2 | 4
+    assert (0, window, 2) in calls and (0, window, wait) in calls and (window, window, wait) in calls
+    assert (dest / "big.bin").read_bytes() == big
+    assert hashlib.sha256(cache.blob_path(hashlib.sha256(big).hexdigest()).read_bytes()).hexdigest() == \
+        hashlib.sha256(big).hexdigest()
+
+
+def test_drop_behind_is_a_no_op_without_sync_file_range_and_stops_at_its_first_failure(tmp_path, monkeypatch):
+    with open(tmp_path / "f", "wb") as out:
+        monkeypatch.setattr(dropbehind, "_sync_file_range", None)
+        dropbehind.DropBehind(out.fileno()).written(10 * dropbehind.WINDOW)  # nothing to call: no error
+        calls = []
+        monkeypatch.setattr(dropbehind, "_sync_file_range", lambda *args: calls.append(args) or -1)
+        drop = dropbehind.DropBehind(out.fileno())
+        drop.written(10 * dropbehind.WINDOW)
+        drop.written(20 * dropbehind.WINDOW)
+        assert len(calls) == 1

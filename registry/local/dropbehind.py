@@ -1,0 +1,68 @@
+"""Writing a large download without keeping all of it in memory: the written ranges of the cache's
+copy are flushed and dropped from the page cache behind the writer.
+
+A pull with `--dest` writes every byte twice, into the cache and into DEST. Left in the
+page cache, both copies take fresh memory, which on a VM whose host takes back free
+memory costs more than the transfer (measured in `make bench`'s machine: a 1.5 GB pull
+with `--dest` took 6.8-10.4 s, 5-9 s of it system time; with this, 3.4-4.0 s; `aws s3
+cp` 4.5-6.2 s). The cache's copy is not read again soon (the user works from DEST), so
+`DropBehind` starts writeback of each 16 MiB window as soon as it is written
+(`sync_file_range`, asynchronous), and once the window before it is on disk, drops it
+(`posix_fadvise(DONTNEED)`): its memory is recycled for the next windows instead of
+growing with the file.
+
+Best effort: where `sync_file_range` is missing (not Linux) or fails, it does nothing
+from then on. It changes no byte and no promise: the cache never relied on fsync, and
+a blob is only published after its size and digest were checked.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+import sys
+
+WINDOW = 16 * 1024 * 1024
+_WAIT_BEFORE, _WRITE, _WAIT_AFTER = 1, 2, 4
+
+
+def _load_sync_file_range():
+    """libc's `sync_file_range` (Linux), or None."""
+    if not sys.platform.startswith("linux") or not hasattr(os, "posix_fadvise"):
+        return None
+    try:
+        function = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True).sync_file_range
+    except (OSError, AttributeError):
+        return None
+    function.argtypes = (ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint)
+    function.restype = ctypes.c_int
+    return function
+
+
+_sync_file_range = _load_sync_file_range()
+
+
+class DropBehind:
+    """Tell it, after each write, up to which file offset the bytes have reached the file descriptor."""
+
+    def __init__(self, fd: int, start: int = 0) -> None:
+        self._fd = fd
+        self._submitted = start - start % WINDOW
+        """Windows below this offset have had their writeback started."""
+        self._enabled = _sync_file_range is not None
+
+    def written(self, position: int) -> None:
+        """Start writeback of each whole window below `position`; drop the one before it once on disk."""
+        while self._enabled and position - self._submitted >= WINDOW:
+            window = self._submitted
+            if _sync_file_range(self._fd, window, WINDOW, _WRITE) != 0:
+                self._enabled = False
+                return
+            if window >= WINDOW:
+                previous = window - WINDOW
+                if _sync_file_range(self._fd, previous, WINDOW, _WAIT_BEFORE | _WRITE | _WAIT_AFTER) != 0:
+                    self._enabled = False
+                    return
+                os.posix_fadvise(self._fd, previous, WINDOW, os.POSIX_FADV_DONTNEED)
+            self._submitted = window + WINDOW
