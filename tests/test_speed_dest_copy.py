@@ -194,10 +194,10 @@ def test_the_cache_copy_of_a_large_download_leaves_memory_behind_the_writer(sett
     make_bundle(settings, "v7", {"big.bin": big}, tmp_path)
     push(settings, Ref("emotion", "v7"), file_remote)
     calls: list[tuple[int, int, int]] = []
-    real = dropbehind._sync_file_range
-    monkeypatch.setattr(dropbehind, "_sync_file_range",
-                        lambda fd, start, length, flags: calls.append((start, length, flags)) or real(
-                            fd, start, length, flags))
+    real = dropbehind._syscall()
+    assert real is not None  # Linux
+    monkeypatch.setattr(dropbehind, "_syscall", lambda: lambda fd, start, length, flags: calls.append(
+        (start, length, flags)) or real(fd, start, length, flags))
     pull(fresh_cache, Ref("emotion", "v7"), file_remote)  # no --dest: the cache copy is the one used
     assert calls == []
     cache = Cache(fresh_cache.cache_dir)
@@ -214,10 +214,10 @@ def test_the_cache_copy_of_a_large_download_leaves_memory_behind_the_writer(sett
 
 def test_drop_behind_is_a_no_op_without_sync_file_range_and_stops_at_its_first_failure(tmp_path, monkeypatch):
     with open(tmp_path / "f", "wb") as out:
-        monkeypatch.setattr(dropbehind, "_sync_file_range", None)
+        monkeypatch.setattr(dropbehind, "_syscall", lambda: None)
         dropbehind.DropBehind(out.fileno()).written(10 * dropbehind.WINDOW)  # nothing to call: no error
         calls = []
-        monkeypatch.setattr(dropbehind, "_sync_file_range", lambda *args: calls.append(args) or -1)
+        monkeypatch.setattr(dropbehind, "_syscall", lambda: lambda *args: calls.append(args) or -1)
         drop = dropbehind.DropBehind(out.fileno())
         drop.written(10 * dropbehind.WINDOW)
         drop.written(20 * dropbehind.WINDOW)

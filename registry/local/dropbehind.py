@@ -18,8 +18,6 @@ a blob is only published after its size and digest were checked.
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import os
 import sys
 
@@ -28,9 +26,13 @@ _WAIT_BEFORE, _WRITE, _WAIT_AFTER = 1, 2, 4
 
 
 def _load_sync_file_range():
-    """libc's `sync_file_range` (Linux), or None."""
+    """libc's `sync_file_range` (Linux), or None. ctypes is imported here, by the first large
+    download: 5 ms that a pull of small files does without."""
     if not sys.platform.startswith("linux") or not hasattr(os, "posix_fadvise"):
         return None
+    import ctypes
+    import ctypes.util
+
     try:
         function = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True).sync_file_range
     except (OSError, AttributeError):
@@ -40,7 +42,15 @@ def _load_sync_file_range():
     return function
 
 
-_sync_file_range = _load_sync_file_range()
+_sync_file_range = None
+_loaded = False
+
+
+def _syscall():
+    global _sync_file_range, _loaded
+    if not _loaded:
+        _sync_file_range, _loaded = _load_sync_file_range(), True
+    return _sync_file_range
 
 
 class DropBehind:
@@ -50,18 +60,22 @@ class DropBehind:
         self._fd = fd
         self._submitted = start - start % WINDOW
         """Windows below this offset have had their writeback started."""
-        self._enabled = _sync_file_range is not None
+        self._enabled = True
 
     def written(self, position: int) -> None:
         """Start writeback of each whole window below `position`; drop the one before it once on disk."""
         while self._enabled and position - self._submitted >= WINDOW:
+            sync_file_range = _syscall()
+            if sync_file_range is None:
+                self._enabled = False
+                return
             window = self._submitted
-            if _sync_file_range(self._fd, window, WINDOW, _WRITE) != 0:
+            if sync_file_range(self._fd, window, WINDOW, _WRITE) != 0:
                 self._enabled = False
                 return
             if window >= WINDOW:
                 previous = window - WINDOW
-                if _sync_file_range(self._fd, previous, WINDOW, _WAIT_BEFORE | _WRITE | _WAIT_AFTER) != 0:
+                if sync_file_range(self._fd, previous, WINDOW, _WAIT_BEFORE | _WRITE | _WAIT_AFTER) != 0:
                     self._enabled = False
                     return
                 os.posix_fadvise(self._fd, previous, WINDOW, os.POSIX_FADV_DONTNEED)
