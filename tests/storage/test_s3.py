@@ -25,7 +25,7 @@ from botocore.exceptions import ResponseStreamingError
 from modelreg.config import RemoteSpec
 from modelreg.errors import AlreadyExists, ConfigError, IntegrityError, RemoteError, UsageError
 from modelreg.hashing import HashingSink
-from modelreg.storage.s3.backend import MULTIPART_THRESHOLD, PART_SIZE, S3Storage, parse_s3_url
+from modelreg.storage.s3.backend import MULTIPART_THRESHOLD, PART_SIZE, UPLOAD_PART_SIZE, S3Storage, parse_s3_url
 from tests.servers.s3 import S3Server, use_s3_keys
 
 MULTIPART_SIZE = 20 * 1024 * 1024 + 12345
@@ -140,7 +140,7 @@ def test_write_with_its_sha256_is_accepted_and_large_files_go_up_in_parts(
         etag = client.head_object(Bucket=bucket, Key=f"{prefix}/blobs/big")["ETag"].strip('"')
     finally:
         client.close()
-    parts = -(-size // PART_SIZE)
+    parts = -(-size // UPLOAD_PART_SIZE)
     assert etag.endswith(f"-{parts}") if size >= MULTIPART_THRESHOLD else "-" not in etag
 
 

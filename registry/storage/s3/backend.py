@@ -68,9 +68,12 @@ from modelreg.storage.s3.loader import new_session
 
 MiB = 1 << 20
 PART_SIZE = 16 * MiB
-"""Multipart upload part size and ranged-GET size."""
+"""Ranged-GET size of downloads."""
 MULTIPART_THRESHOLD = PART_SIZE
 """Files this size or larger go up in parts; smaller ones in one PUT verified by the server."""
+UPLOAD_PART_SIZE = 8 * MiB
+"""Multipart upload part size: 8 MiB pushed 504 MB to SeaweedFS in 3.6-3.7 s against 4.0 s
+with 16 MiB parts (alternating, 5 rounds each; `aws s3 cp` 3.7 s), with half the memory."""
 MIN_PART_SIZE = 5 * MiB
 """S3's smallest part (but the last): no smaller object was ever uploaded in parts by modelreg."""
 UPLOAD_CONCURRENCY = 8
@@ -195,7 +198,7 @@ class S3Storage(StorageBase):
         self.endpoint = self._client.meta.endpoint_url
         self._create_only_client = None
         self._transfer_config = TransferConfig(
-            multipart_threshold=MULTIPART_THRESHOLD, multipart_chunksize=PART_SIZE,
+            multipart_threshold=MULTIPART_THRESHOLD, multipart_chunksize=UPLOAD_PART_SIZE,
             max_request_concurrency=UPLOAD_CONCURRENCY, io_chunksize=CHUNK_SIZE,
             max_in_memory_upload_chunks=UPLOAD_CONCURRENCY,
         )
