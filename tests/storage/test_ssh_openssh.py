@@ -21,7 +21,7 @@ import pytest
 
 from modelreg.config import RemoteSpec
 from modelreg.errors import RemoteError
-from modelreg.storage.ssh import openssh
+from modelreg.storage.ssh import openssh, pipeline
 from modelreg.storage.ssh.backend import SSHStorage
 from tests.servers.ssh import generate_key
 
@@ -142,7 +142,10 @@ def test_without_ssh_large_files_use_paramiko(settings, ssh_remote, payload, sta
     assert popen == [] and all(call["session"] is None for call in started)
 
 
-def test_an_ssh_process_that_dies_is_replaced_and_a_failed_read_says_so(ssh_remote, payload, started):
+def test_an_ssh_process_that_dies_is_replaced_and_a_failed_read_says_so(ssh_remote, started):
+    # larger than what a read fetches ahead of its sink (pipeline.MAX_AHEAD), so a process killed
+    # at the first bytes the sink takes cannot have delivered the rest already
+    payload = os.urandom(pipeline.MAX_AHEAD + 8 * 1024 * 1024)
     with SSHStorage(ssh_remote) as storage:
         storage.write("big.bin", payload)
         first = storage._bulk._session
@@ -153,8 +156,14 @@ def test_an_ssh_process_that_dies_is_replaced_and_a_failed_read_says_so(ssh_remo
         assert len(started) == 2 and storage._bulk._session is not first
 
         class KillingSink(io.BytesIO):
+            """Kills the ssh process when the first bytes arrive (bytes already received may follow)."""
+
+            killed = False
+
             def write(self, data):
-                storage._bulk._session.transport._process.kill()
+                if not self.killed:
+                    storage._bulk._session.transport._process.kill()
+                    self.killed = True
                 return super().write(data)
 
         with pytest.raises(RemoteError, match="SSH connection"):
