@@ -8,6 +8,7 @@ Meanwhile the cache's copy leaves the page cache behind the writer (`modelreg.lo
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import subprocess
@@ -17,8 +18,9 @@ from pathlib import Path
 
 import pytest
 
+from modelreg.config import Settings
 from modelreg.download import Tee
-from modelreg.errors import IntegrityError
+from modelreg.errors import IntegrityError, LocalIOError
 from modelreg.layout import blob_key
 from modelreg.local import dropbehind
 from modelreg.local import materialize as materialize_module
@@ -222,3 +224,16 @@ def test_drop_behind_is_a_no_op_without_sync_file_range_and_stops_at_its_first_f
         drop.written(10 * dropbehind.WINDOW)
         drop.written(20 * dropbehind.WINDOW)
         assert len(calls) == 1
+
+
+def test_a_failed_copy_from_the_cache_leaves_no_dest_it_created(pushed, file_remote, tmp_path, monkeypatch):
+    pushed(file_remote)  # the publisher's cache holds every blob: this pull copies, downloads nothing
+
+    def full_disk(cache, entry, target):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(materialize_module, "stage_verified_copy", full_disk)
+    dest = tmp_path / "new" / "out"
+    with pytest.raises(LocalIOError, match="was left as it was"):
+        pull(Settings.resolve(), Ref("emotion", "v9"), file_remote, dest=dest)
+    assert not (tmp_path / "new").exists()

@@ -173,17 +173,19 @@ def materialize(cache: Cache, manifest: Manifest, manifest_bytes: bytes, dest: P
     owned = staging is None
     staging = staging or DestStaging(manifest, dest).open()
     assert staging.path is not None
+    done = False
     try:
         moves = _stage(cache, manifest, manifest_bytes, dest, staging.path, signature,
                        list(manifest.files if files is None else files), staging.prestaged)
         _swap(moves, dest, staging.path)
+        done = True
     except OSError as exc:
         if isinstance(exc, RegistryError):
             raise
         raise _write_error(manifest, dest, exc) from exc
     finally:
         if owned:
-            staging.close(kept=True)
+            staging.close(kept=done)
     return dest
 
 
