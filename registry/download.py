@@ -26,6 +26,7 @@ from modelreg.hashing import CHUNK_SIZE, HashingSink
 from modelreg.layout import blob_key
 from modelreg.local.cache import Cache, open_new, open_regular, remove_entry
 from modelreg.local.dropbehind import DropBehind
+from modelreg.local.lockfile import LockBusy
 from modelreg.local.processes import dead_owner, owner_tag
 from modelreg.manifest import FileEntry
 from modelreg.progress import ProgressReporter
@@ -115,13 +116,11 @@ def download_blob(cache: Cache, storage: Storage, entry: FileEntry, reporter: Pr
 
 
 def _acquire_blob_lock(cache: Cache, entry: FileEntry, reporter: ProgressReporter):
-    from filelock import Timeout
-
     try:
         lock = cache.blob_lock(entry.sha256)
         try:
-            lock.acquire(timeout=0)
-        except Timeout:
+            lock.acquire(blocking=False)
+        except LockBusy:
             reporter.message(f"waiting for another modelreg process that is downloading {entry.path}")
             lock.acquire()
         return lock

@@ -307,7 +307,7 @@ def test_a_remote_read_failing_mid_way_is_a_remote_error(settings, remote, tmp_p
 # -- lock-free correctness -----------------------------------------------------------
 
 class NoLock:
-    def acquire(self, timeout=None):
+    def acquire(self, blocking=True):
         return self
 
     def release(self):
@@ -315,7 +315,7 @@ class NoLock:
 
 
 class BrokenLock(NoLock):
-    def acquire(self, timeout=None):
+    def acquire(self, blocking=True):
         raise OSError(errno.ENOLCK, "No locks available")
 
 

@@ -1,4 +1,5 @@
-"""The SSH backend starts without paramiko's optional `invoke`, which `Match exec` still gets."""
+"""What commands import: the SSH backend starts without paramiko's optional `invoke` (which `Match exec`
+still gets) or `importlib.metadata`; no filelock, rich or jsonschema where they are not used."""
 
 from __future__ import annotations
 
@@ -11,6 +12,26 @@ def test_ssh_backend_import_does_not_import_invoke():
     code = "import sys, modelreg.storage.ssh.backend; print('invoke' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_ssh_backend_import_does_not_import_importlib_metadata_and_paramiko_knows_its_version():
+    code = ("import sys, modelreg.storage.ssh.backend, paramiko\n"
+            "print('importlib.metadata' in sys.modules, paramiko.__version__)\n"
+            "import importlib.metadata\n"
+            "print(importlib.metadata.version('paramiko'), importlib.metadata.entry_points is not None)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    first, second = out.stdout.splitlines()
+    absent, version = first.split()
+    assert absent == "False"
+    assert second.split() == [version, "True"]
+    assert version[0].isdigit()
+
+
+def test_a_program_that_imported_importlib_metadata_keeps_it():
+    code = ("import importlib.metadata as before, sys, modelreg.storage.ssh.backend, paramiko\n"
+            "print(sys.modules['importlib.metadata'] is before, paramiko.__version__ == before.version('paramiko'))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["True", "True"]
 
 
 def test_s3_backend_import_does_not_import_pyopenssl_or_cryptography():
@@ -27,12 +48,16 @@ def test_botocore_uses_the_same_ssl_context_class_without_pyopenssl():
     assert out.stdout.strip() == "True"
 
 
-def test_a_cached_pull_imports_no_filelock(settings, file_remote, tmp_path):
+def test_a_pull_imports_no_filelock(settings, file_remote, tmp_path):
+    """Blob locks are `flock`s of our own (`modelreg.local.lockfile`), not the filelock package."""
     from tests.helpers import make_bundle, register_remote, run_cli
 
     make_bundle(settings, "v1", {"a.bin": b"a" * 1000}, tmp_path)
     target = register_remote(settings, file_remote)
     run_cli("push", "v1", "--remote", target)
+    shutil.rmtree(settings.cache_dir)
+    assert "filelock" not in imported_by("pull", "v1", "--remote", target, "-q")
+    assert (settings.cache_dir / "locks").is_dir()
     assert "filelock" not in imported_by("pull", "v1", "--remote", target, "-q")
     assert "filelock" not in imported_by("--offline", "pull", "v1", "--remote", target, "-q")
 

@@ -42,17 +42,14 @@ import os
 import stat
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from modelreg.errors import DigestMismatch, LocalIOError, MissingFile
 from modelreg.hashing import CHUNK_SIZE, HashingSink, Progress, Sink
 from modelreg.layout import blob_key
 from modelreg.local.atomic import atomic_output, atomic_write, publish, temp_name
+from modelreg.local.lockfile import FileLock
 from modelreg.manifest import FileEntry, Manifest, utc_now
 from modelreg.refs import Ref
-
-if TYPE_CHECKING:
-    from filelock import FileLock
 
 FINGERPRINT_FIELDS = ("size", "mtime_ns", "ctime_ns", "inode", "device")
 
@@ -119,14 +116,10 @@ class Cache:
             pass
 
     def blob_lock(self, sha256: str) -> FileLock:
-        """A cross-process lock so two pulls of one blob do not both download it.
-
-        filelock is imported here, when a download needs it (10 ms, a tenth of a cached pull)."""
-        from filelock import FileLock
-
+        """A cross-process lock so two pulls of one blob do not both download it (`lockfile`)."""
         locks = self.root / "locks"
         locks.mkdir(parents=True, exist_ok=True)
-        return FileLock(str(locks / f"{sha256}.lock"), timeout=-1)
+        return FileLock(locks / f"{sha256}.lock")
 
     def read_verified(self, entry: FileEntry, sink: Sink, progress: Progress | None = None) -> None:
         """Stream the cached blob of `entry` into `sink`, hashing exactly the bytes handed over.

@@ -23,6 +23,7 @@ from pathlib import Path
 import paramiko
 
 from modelreg.errors import UntrustedError, UsageError
+from modelreg.local.lockfile import FileLock
 
 _RECORD_LOCK = threading.Lock()
 RSA_ALGORITHMS = ("rsa-sha2-512", "rsa-sha2-256")
@@ -184,8 +185,6 @@ class HostKeyVerifier:
 
     def _record(self, name: str, key: paramiko.PKey) -> None:
         """Append `name key` to the modelreg known_hosts file atomically (temp file + rename)."""
-        from filelock import FileLock  # only here: 10 ms of imports every SSH command would pay
-
         path = self.modelreg_known_hosts
         if path is None:
             raise UsageError(
