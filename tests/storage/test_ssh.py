@@ -336,3 +336,28 @@ def test_tilde_path_is_relative_to_the_login_directory():
     assert parse_ssh_url("ssh://alice@box:2222/~/models") == ("alice", "box", 2222, "models")
     assert parse_ssh_url("ssh://box/~") == (None, "box", None, "")
     assert parse_ssh_url("ssh://box/srv/models") == (None, "box", None, "/srv/models")
+
+
+@pytest.mark.skipif(not hasattr(socket, "TCP_QUICKACK"), reason="TCP_QUICKACK is Linux's")
+def test_the_client_socket_acks_at_once_after_every_receive_and_records_only_the_handshake():
+    """sshd's second small reply waits for our ACK of its first; a delayed ACK cost 40 ms per channel."""
+    from modelreg.storage.ssh.connect import _ClientSocket
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    client = socket.create_connection(listener.getsockname())
+    server, _ = listener.accept()
+    try:
+        wrapped = _ClientSocket(client)
+        for round_ in range(3):
+            client.setsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK, 0)
+            server.sendall(b"SSH-2.0-x\r\n" if round_ == 0 else b"more")
+            data = wrapped.recv(100)
+            assert data
+            assert client.getsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK) == 1
+            if round_ == 0:
+                wrapped.stop_recording()
+        assert wrapped.received == b"SSH-2.0-x\r\n"
+        assert wrapped.getsockname() == client.getsockname()  # everything else is the socket's own
+    finally:
+        for sock in (client, server, listener):
+            sock.close()
