@@ -247,3 +247,57 @@ def test_an_unknown_ssh_bulk_setting_is_a_config_error(monkeypatch):
     monkeypatch.setenv("MODELREG_SSH_BULK", "scp")
     with pytest.raises(ConfigError, match="MODELREG_SSH_BULK='scp': use openssh"):
         Settings.resolve()
+
+
+def test_a_large_upload_is_flushed_behind_the_ssh_process_by_the_retired_connection(ssh_remote, started,
+                                                                                  monkeypatch):
+    from modelreg.storage.ssh.sftp import BulkSFTPClient
+
+    monkeypatch.setattr(pipeline, "FLUSH_EVERY", 1024 * 1024)
+    flushes = []
+    real_send_fsync = BulkSFTPClient.send_fsync
+
+    def counting_send_fsync(self, handle):
+        flushes.append((isinstance(self.sock, openssh.SSHProcess), threading.current_thread().name))
+        return real_send_fsync(self, handle)
+
+    monkeypatch.setattr(BulkSFTPClient, "send_fsync", counting_send_fsync)
+    payload = os.urandom(12 * 1024 * 1024 + 3)
+    with SSHStorage(ssh_remote) as storage:
+        storage.write("big.bin", payload)
+        assert read_bytes(storage, "big.bin") == payload
+    assert started and started[0]["session"] is not None
+    behind = [name for over_ssh, name in flushes[:-1] if not over_ssh]
+    assert len(behind) >= 2, flushes  # while ssh wrote, over paramiko's connection
+    assert all(not over_ssh for over_ssh, _ in flushes)  # never queued behind ssh's writes
+    assert flushes[-1][1] == threading.current_thread().name  # the final fsync, by the caller
+
+
+def test_a_failed_flush_behind_the_writer_does_not_fail_the_upload(ssh_remote, started, monkeypatch):
+    from modelreg.storage.ssh.sftp import BulkSFTPClient
+
+    monkeypatch.setattr(pipeline, "FLUSH_EVERY", 1024 * 1024)
+    caller = threading.current_thread().name
+    behind: list[str] = []
+    refuse_next = threading.local()
+    real_send_fsync, real_check = BulkSFTPClient.send_fsync, pipeline.check_status
+
+    def recording_send_fsync(self, handle):
+        if threading.current_thread().name != caller:
+            behind.append(threading.current_thread().name)
+            refuse_next.flag = True
+        return real_send_fsync(self, handle)
+
+    def refusing_check(body):
+        if getattr(refuse_next, "flag", False):
+            refuse_next.flag = False
+            raise OSError("Failure")
+        return real_check(body)
+
+    monkeypatch.setattr(BulkSFTPClient, "send_fsync", recording_send_fsync)
+    monkeypatch.setattr(pipeline, "check_status", refusing_check)
+    payload = os.urandom(8 * 1024 * 1024)
+    with SSHStorage(ssh_remote) as storage:
+        storage.write("big.bin", payload)
+        assert read_bytes(storage, "big.bin") == payload
+    assert len(behind) == 1  # refused once, then no more flushes behind the writer
