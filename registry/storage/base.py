@@ -132,9 +132,11 @@ class Sink(Protocol):
 
     The return value is ignored. Progress reporting, size limits and hashing belong
     to the sink; whatever its `write` raises reaches the caller of `read` unchanged.
+    `data` may be a view of a buffer the backend reuses once `write` returns (S3 parts,
+    `s3.parts`): a sink that keeps bytes must copy them, as files and BytesIO do.
     """
 
-    def write(self, data: bytes, /) -> object: ...
+    def write(self, data: bytes | bytearray | memoryview, /) -> object: ...
 
 
 @dataclass(frozen=True)

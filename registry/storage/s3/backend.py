@@ -27,8 +27,9 @@ What a caller can rely on beyond the `Storage` protocol:
   so larger files carry a CRC32 per part, which the server checks, and their full
   digest is verified by whoever reads the blob back (pull hashes every byte).
 - `read` streams objects up to `PART_SIZE` from one GET and fetches larger ones as
-  parallel ranged GETs; either way bytes reach the sink in order, from the
-  calling thread, so exceptions raised by `sink.write` propagate unchanged.
+  parallel ranged GETs, each read into a reused buffer (`parts`); either way bytes
+  reach the sink in order, from the calling thread, so exceptions raised by
+  `sink.write` propagate unchanged.
 """
 
 from __future__ import annotations
@@ -65,6 +66,7 @@ from modelreg.storage.s3.errors import ADVICE, STALLS, STREAM_ERRORS, not_an_s3_
 from modelreg.storage.s3.lean import LeanRequests, LeanUnavailable
 from modelreg.storage.s3.listing import list_multipart_uploads, list_objects
 from modelreg.storage.s3.loader import new_session
+from modelreg.storage.s3.parts import BufferPool, Part, read_part
 
 MiB = 1 << 20
 PART_SIZE = 16 * MiB
@@ -79,7 +81,7 @@ MIN_PART_SIZE = 5 * MiB
 UPLOAD_CONCURRENCY = 8
 """Parts of one file uploaded at once."""
 DOWNLOAD_WINDOW = 4
-"""Parts of one file fetched ahead of the sink; each is held in memory until written."""
+"""Parts of one file fetched ahead of the sink; each is held in a pooled buffer until written."""
 PARALLEL_TRANSFERS = 4
 """Files the orchestration may move at once (so at most 4 x 4 x 16 MiB of download buffers)."""
 MAX_ATTEMPTS = 3
@@ -107,6 +109,12 @@ def parse_flag(value: object, name: str, label: str) -> bool:
     if text in ("false", "no", "0", "off"):
         return False
     raise UsageError(f"Invalid {name} {value!r} for {label}: use true or false.")
+
+
+def _release_part(future) -> None:
+    """A part fetched for a read that failed or was cancelled meanwhile: its buffer goes back."""
+    if not future.cancelled() and future.exception() is None:
+        future.result().release()
 
 
 def _no_retry_after_a_stall(caught_exception: Exception | None = None, **_kwargs) -> None:
@@ -204,6 +212,8 @@ class S3Storage(StorageBase):
         )
         self._readers = ThreadPoolExecutor(self.parallel_transfers * DOWNLOAD_WINDOW,
                                            thread_name_prefix="s3-read")
+        self._buffers = BufferPool(PART_SIZE, keep=DOWNLOAD_WINDOW + 1)
+        """Part buffers; one file's window is kept for reuse (80 MiB), more are dropped once written."""
         self._lock = threading.Lock()
         self._bucket_seen = False
         self._lean: LeanRequests | None = LeanRequests(self._client, self.bucket)
@@ -299,17 +309,17 @@ class S3Storage(StorageBase):
                 submit_next()
             self._stream(key, first, offset, sink)
             while pending:
-                chunks = pending.popleft().result()
+                part = pending.popleft().result()
                 self.check_cancelled()
                 submit_next()
-                for chunk in chunks:
-                    sink.write(chunk)
+                part.write_to(sink)
         except (ClientError, BotoCoreError) as exc:
             raise self._read_error(exc, key) from exc
         finally:
             stop.set()
             for future in pending:
-                future.cancel()
+                if not future.cancel():
+                    future.add_done_callback(_release_part)
 
     def _get(self, key: str, start: int, end: int, etag: str | None = None) -> dict:
         extra = {"IfMatch": etag} if etag else {}
@@ -344,24 +354,23 @@ class S3Storage(StorageBase):
         raise self._error(RuntimeError(f"the stream ended at byte {position} of {end + 1}"), "download", key)
 
     def _fetch_part(self, key: str, start: int, total: int, etag: str | None,
-                    stop: threading.Event) -> list[bytes]:
-        """One ranged GET read fully into memory; a dropped stream is retried from the start."""
+                    stop: threading.Event) -> Part:
+        """One ranged GET read fully into a pooled buffer (`parts`); a dropped stream is retried from the start."""
         end = min(start + PART_SIZE, total) - 1
+        stopped = lambda: stop.is_set() or self.cancelled.is_set()  # noqa: E731
         for attempt in range(1, MAX_ATTEMPTS + 1):
-            chunks: list[bytes] = []
             try:
-                body = self._get(key, start, end, etag)["Body"]
-                for chunk in body.iter_chunks(CHUNK_SIZE):
-                    if stop.is_set() or self.cancelled.is_set():
-                        body.close()
-                        return []
-                    chunks.append(chunk)
+                part = read_part(self._get(key, start, end, etag)["Body"], end - start + 1, self._buffers,
+                                 stopped)
             except STREAM_ERRORS as exc:
                 if attempt == MAX_ATTEMPTS or isinstance(exc, STALLS):
                     raise self._error(exc, "download", key) from exc
                 continue
-            if sum(map(len, chunks)) == end - start + 1:
-                return chunks
+            if part is None:
+                return Part(0)
+            if part.length == end - start + 1:
+                return part
+            part.release()
         raise self._error(RuntimeError(f"short read of bytes {start}-{end}"), "download", key)
 
     def _read_error(self, exc: Exception, key: str) -> RegistryError:
@@ -517,6 +526,7 @@ class S3Storage(StorageBase):
     def close(self) -> None:
         """Stop the download threads and close the HTTP connections; calling it twice is harmless."""
         self._readers.shutdown(wait=False, cancel_futures=True)
+        self._buffers.clear()
         self._client.close()
         if self._create_only_client is not None:
             self._create_only_client.close()

@@ -6,6 +6,7 @@ key and endpoint and the server's own code, never credentials.
 
 from __future__ import annotations
 
+import http.client
 import socket
 
 from botocore.exceptions import (
@@ -23,7 +24,7 @@ from botocore.exceptions import (
 from modelreg.errors import IntegrityError, RegistryError, RemoteError
 from modelreg.storage.base import stall_advice
 
-STREAM_ERRORS = (socket.timeout, ConnectionError, ReadTimeoutError, IncompleteReadError,
+STREAM_ERRORS = (socket.timeout, ConnectionError, ReadTimeoutError, IncompleteReadError, http.client.HTTPException,
                   ResponseStreamingError)
 """Failures while reading a response body, which botocore does not retry: resume the range."""
 STALLS = (ReadTimeoutError, ConnectTimeoutError, socket.timeout)

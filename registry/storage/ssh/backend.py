@@ -376,7 +376,7 @@ class _SinkGuard:
         self._sink = sink
         self.error: BaseException | None = None
 
-    def write(self, data: bytes) -> object:
+    def write(self, data: bytes | bytearray | memoryview) -> object:
         try:
             return self._sink.write(data)
         except BaseException as exc:
