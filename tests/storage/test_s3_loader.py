@@ -41,3 +41,36 @@ def test_aws_data_path_is_still_searched_first(tmp_path, monkeypatch):
     (tmp_path / "made-up" / "2020-01-01").mkdir(parents=True)
     (tmp_path / "made-up" / "2020-01-01" / "service-2.json").write_text("{}")
     assert "made-up" in ours.list_available_services("service-2")
+
+
+@pytest.mark.parametrize("type_name, service", [("service-2", "s3"), ("endpoint-rule-set-1", "s3"),
+                                                ("paginators-1", "s3"), ("endpoints", None), ("_retry", None)])
+def test_files_load_as_plain_dicts_equal_in_content_and_order_to_the_stock_ones(type_name, service):
+    from collections import OrderedDict
+
+    ours, stock = new_session().get_component("data_loader"), create_loader()
+    if service is None:
+        mine, theirs = ours.load_data(type_name), stock.load_data(type_name)
+    else:
+        mine, theirs = ours.load_service_model(service, type_name), stock.load_service_model(service, type_name)
+
+    def same(a, b) -> bool:
+        if isinstance(b, OrderedDict):
+            return type(a) is dict and list(a) == list(b) and all(same(a[k], b[k]) for k in b)
+        if isinstance(b, list):
+            return isinstance(a, list) and len(a) == len(b) and all(map(same, a, b))
+        return a == b
+
+    assert same(mine, theirs)
+
+
+def test_the_lean_imports_leave_importlib_metadata_unloaded_and_versions_right():
+    import subprocess
+    import sys
+
+    code = ("import sys, modelreg.storage.s3.backend, urllib3.http2\n"
+            "print('importlib.metadata' in sys.modules)\n"
+            "import importlib.metadata\n"
+            "print(urllib3.http2.version('urllib3') == importlib.metadata.version('urllib3'))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "True"]

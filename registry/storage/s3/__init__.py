@@ -1,4 +1,6 @@
-"""The `s3://` backend (see `backend`). botocore is imported here, first, without pyOpenSSL.
+"""The `s3://` backend (see `backend`). botocore is imported here, first, without pyOpenSSL
+and without `importlib.metadata` (which urllib3's http2 module takes at import, see
+`modelreg.lean_imports`).
 
 When pyOpenSSL is installed (other packages depend on it), `botocore.httpsession`
 imports `urllib3.contrib.pyopenssl` only to take `orig_util_SSLContext` from it,
@@ -15,6 +17,8 @@ from __future__ import annotations
 
 import sys
 
+from modelreg.lean_imports import deferred_metadata
+
 _SHIM = "urllib3.contrib.pyopenssl"
 
 
@@ -23,7 +27,8 @@ def _import_botocore_without_pyopenssl() -> None:
         return
     sys.modules[_SHIM] = None  # type: ignore[assignment]  # makes the import raise ImportError
     try:
-        import botocore.httpsession  # noqa: F401
+        with deferred_metadata():
+            import botocore.httpsession  # noqa: F401
     finally:
         if _SHIM in sys.modules and sys.modules[_SHIM] is None:
             del sys.modules[_SHIM]

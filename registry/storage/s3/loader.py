@@ -11,15 +11,22 @@ does it twice per client (for the service model and for its endpoint rule set).
 service's directories, exactly as the full listing would check it, and which lists
 every service (the stock way) only when something iterates over it. Everything else,
 search paths (`AWS_DATA_PATH` included) and the files loaded, is botocore's own.
+
+It also parses those files into plain dicts (`PlainJSONFileLoader`): botocore's
+`json.loads(..., object_pairs_hook=OrderedDict)` builds every object in Python, twice
+as slow as the C decoder's dicts (S3's model, endpoint rules and endpoints.json: 62 ms
+against 31 ms here), and dicts keep the files' order just the same; nothing in botocore,
+boto3 or s3transfer uses what only an OrderedDict has (`move_to_end`, order-sensitive ==).
 """
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
 
 import botocore.session
-from botocore.loaders import Loader, create_loader
+from botocore.loaders import JSONFileLoader, Loader, create_loader
 
 
 class ServiceList:
@@ -55,8 +62,21 @@ class ServiceList:
         return repr(self._full())
 
 
+class PlainJSONFileLoader(JSONFileLoader):
+    """botocore's file loader, decoding into plain dicts (see the module's docstring)."""
+
+    def _load_file(self, full_path, open_method):
+        if not os.path.isfile(full_path):
+            return None
+        with open_method(full_path, "rb") as fp:
+            payload = fp.read().decode("utf-8")
+        return json.loads(payload)
+
+
 class ServiceLoader(Loader):
-    """botocore's `Loader`, with the per-name service check of `ServiceList`."""
+    """botocore's `Loader`, with the per-name service check of `ServiceList` and plain-dict files."""
+
+    FILE_LOADER_CLASS = PlainJSONFileLoader
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
