@@ -18,6 +18,12 @@ from modelreg.refs import Ref
 MODELREG = Path(sys.executable).with_name("modelreg")
 
 
+def python_prints(code: str) -> list[str]:
+    """The whitespace-separated words a fresh interpreter running `code` prints (it must succeed)."""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return out.stdout.split()
+
+
 def run_cli(*args: str, expect: int | None = 0, env: dict | None = None, cwd: Path | None = None,
             timeout: float = 300) -> subprocess.CompletedProcess:
     """Run `modelreg ARGS` as a user would (a subprocess); assert its exit code when `expect` is set."""

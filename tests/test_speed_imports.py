@@ -7,11 +7,12 @@ import shutil
 import subprocess
 import sys
 
+from tests.helpers import python_prints
+
 
 def test_ssh_backend_import_does_not_import_invoke():
     code = "import sys, modelreg.storage.ssh.backend; print('invoke' in sys.modules)"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "False"
+    assert python_prints(code) == ["False"]
 
 
 def test_ssh_backend_import_does_not_import_importlib_metadata_and_paramiko_knows_its_version():
@@ -19,33 +20,28 @@ def test_ssh_backend_import_does_not_import_importlib_metadata_and_paramiko_know
             "print('importlib.metadata' in sys.modules, paramiko.__version__)\n"
             "import importlib.metadata\n"
             "print(importlib.metadata.version('paramiko'), importlib.metadata.entry_points is not None)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    first, second = out.stdout.splitlines()
-    absent, version = first.split()
+    absent, version, version_again, found = python_prints(code)
     assert absent == "False"
-    assert second.split() == [version, "True"]
+    assert [version_again, found] == [version, "True"]
     assert version[0].isdigit()
 
 
 def test_a_program_that_imported_importlib_metadata_keeps_it():
     code = ("import importlib.metadata as before, sys, modelreg.storage.ssh.backend, paramiko\n"
             "print(sys.modules['importlib.metadata'] is before, paramiko.__version__ == before.version('paramiko'))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.split() == ["True", "True"]
+    assert python_prints(code) == ["True", "True"]
 
 
 def test_s3_backend_import_does_not_import_pyopenssl_or_cryptography():
     code = ("import sys, modelreg.storage.s3.backend\n"
             "print(sorted(m for m in ('OpenSSL', 'cryptography', 'urllib3.contrib.pyopenssl') if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "[]"
+    assert python_prints(code) == ["[]"]
 
 
 def test_botocore_uses_the_same_ssl_context_class_without_pyopenssl():
     code = ("import modelreg.storage.s3.backend, botocore.httpsession, urllib3.util.ssl_\n"
             "print(botocore.httpsession.SSLContext is urllib3.util.ssl_.SSLContext)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "True"
+    assert python_prints(code) == ["True"]
 
 
 def test_a_pull_imports_no_filelock(settings, file_remote, tmp_path):

@@ -65,12 +65,10 @@ def test_files_load_as_plain_dicts_equal_in_content_and_order_to_the_stock_ones(
 
 
 def test_the_lean_imports_leave_importlib_metadata_unloaded_and_versions_right():
-    import subprocess
-    import sys
+    from tests.helpers import python_prints
 
     code = ("import sys, modelreg.storage.s3.backend, urllib3.http2\n"
             "print('importlib.metadata' in sys.modules)\n"
             "import importlib.metadata\n"
             "print(urllib3.http2.version('urllib3') == importlib.metadata.version('urllib3'))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.split() == ["False", "True"]
+    assert python_prints(code) == ["False", "True"]
