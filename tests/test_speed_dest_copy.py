@@ -192,7 +192,7 @@ def test_a_pull_killed_while_writing_dest_leaves_staging_the_next_pull_removes(p
 
 def test_the_cache_copy_of_a_large_download_leaves_memory_behind_the_writer(settings, file_remote, fresh_cache,
                                                                              tmp_path, monkeypatch):
-    big = os.urandom(3 * dropbehind.WINDOW + 1234)
+    big = os.urandom((dropbehind.LAG + 2) * dropbehind.WINDOW + 1234)
     make_bundle(settings, "v7", {"big.bin": big}, tmp_path)
     push(settings, Ref("emotion", "v7"), file_remote)
     calls: list[tuple[int, int, int]] = []
@@ -200,6 +200,11 @@ def test_the_cache_copy_of_a_large_download_leaves_memory_behind_the_writer(sett
     assert real is not None  # Linux
     monkeypatch.setattr(dropbehind, "_syscall", lambda: lambda fd, start, length, flags: calls.append(
         (start, length, flags)) or real(fd, start, length, flags))
+    drops: list[tuple[int, int]] = []
+    real_fadvise = os.posix_fadvise
+    monkeypatch.setattr(dropbehind.os, "posix_fadvise", lambda fd, start, length, advice: (
+        drops.append((start, length)) if advice == os.POSIX_FADV_DONTNEED else None) or real_fadvise(
+        fd, start, length, advice))
     pull(fresh_cache, Ref("emotion", "v7"), file_remote)  # no --dest: the cache copy is the one used
     assert calls == []
     cache = Cache(fresh_cache.cache_dir)
@@ -207,8 +212,9 @@ def test_the_cache_copy_of_a_large_download_leaves_memory_behind_the_writer(sett
     cache.blob_path(hashlib.sha256(big).hexdigest()).unlink()
     dest = tmp_path / "out"
     pull(fresh_cache, Ref("emotion", "v7"), file_remote, dest=dest)
-    window, wait = dropbehind.WINDOW, 1 | 2 | 4
-    assert (0, window, 2) in calls and (0, window, wait) in calls and (window, window, wait) in calls
+    window, lag = dropbehind.WINDOW, dropbehind.LAG
+    assert calls == [(index * window, window, 2) for index in range(lag + 2)]  # writeback started, never awaited
+    assert (0, window) in drops and (window, window) in drops  # dropped LAG windows behind the writer
     assert (dest / "big.bin").read_bytes() == big
     assert hashlib.sha256(cache.blob_path(hashlib.sha256(big).hexdigest()).read_bytes()).hexdigest() == \
         hashlib.sha256(big).hexdigest()
