@@ -1,5 +1,5 @@
 """The CLI's everyday commands stay fast: --help, push and pull never import tensorflow, and a
-command imports only the client library of the backend it uses (boto3 for S3, paramiko for SSH)."""
+command imports only the client library of the backend it uses (botocore for S3, paramiko for SSH)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from modelreg.cli.app import app
 try:
     app(sys.argv[1:], standalone_mode=False)
 finally:
-    heavy = sorted(m for m in ("tensorflow", "keras", "tf_keras", "sklearn", "boto3", "botocore",
+    heavy = sorted(m for m in ("tensorflow", "keras", "tf_keras", "sklearn", "boto3", "botocore", "s3transfer",
                                "paramiko", "jsonschema") if m in sys.modules)
     print("HEAVY:" + ",".join(heavy))
 """
@@ -67,12 +67,13 @@ def test_file_push_and_pull_import_no_tensorflow_boto3_paramiko_or_jsonschema(se
     assert (tmp_path / "dest" / "weights.h5").is_file()
 
 
-def test_s3_push_and_pull_import_boto3_but_not_paramiko(settings, s3_remote, tmp_path, monkeypatch):
+def test_s3_push_and_pull_import_botocore_but_not_boto3_or_paramiko(settings, s3_remote, tmp_path, monkeypatch):
+    """botocore alone: the backend creates its clients itself, and s3transfer comes only with a multipart upload."""
     make_bundle(settings, "v9", {"weights.h5": b"w" * 1000}, tmp_path)
     target = register_remote(settings, s3_remote)
-    assert imported_heavy_modules("push", "v9", "--remote", target) == "boto3,botocore"
+    assert imported_heavy_modules("push", "v9", "--remote", target) == "botocore"
     monkeypatch.setenv("MODELREG_CACHE", str(tmp_path / "fresh"))
-    assert imported_heavy_modules("pull", "v9", "--remote", target) == "boto3,botocore"
+    assert imported_heavy_modules("pull", "v9", "--remote", target) == "botocore"
 
 
 def test_ssh_push_and_pull_import_paramiko_but_not_boto3(settings, ssh_remote, tmp_path, monkeypatch):

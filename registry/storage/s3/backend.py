@@ -1,6 +1,6 @@
 """The `s3://bucket/prefix` backend: AWS S3 or any S3-compatible store (SeaweedFS, MinIO...).
 
-Credentials come only from boto3's standard chain (environment, profile, config
+Credentials come only from botocore's standard chain (environment, profile, config
 files, instance roles); they are never stored, logged or put in a message.
 `spec.options` (declared in `modelreg.storage.schemes`) may set `endpoint_url`,
 `region`, `profile`, `addressing_style` (`path`, `virtual` or `auto`; default `path`
@@ -35,25 +35,19 @@ What a caller can rely on beyond the `Storage` protocol:
 from __future__ import annotations
 
 import base64
-import io
 import threading
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, ProfileNotFound
-from s3transfer.exceptions import CancelledError
-from s3transfer.manager import TransferConfig, TransferManager
-from s3transfer.subscribers import BaseSubscriber
 
 from modelreg.config import RemoteSpec
 from modelreg.errors import AlreadyExists, ConfigError, NotFound, RegistryError, RemoteError, UsageError
 from modelreg.hashing import CHUNK_SIZE, HashingReader, Progress, is_sha256_hex
 from modelreg.storage.base import (
-    Cancelled,
     Capabilities,
     ObjectInfo,
     Sink,
@@ -132,30 +126,6 @@ def _require_absent(params: dict, **_kwargs) -> None:
     params.setdefault("IfNoneMatch", "*")
 
 
-class _SizeSubscriber(BaseSubscriber):
-    """Tells s3transfer the size of a stream, which it cannot find out without reading it."""
-
-    def __init__(self, size: int) -> None:
-        self._size = size
-
-    def on_queued(self, future, **kwargs) -> None:
-        future.meta.provide_transfer_size(self._size)
-
-
-class _ProgressSubscriber(BaseSubscriber):
-    """Forwards upload progress, and cancels the multipart upload once the storage is cancelled."""
-
-    def __init__(self, progress: Progress | None, cancelled: threading.Event) -> None:
-        self._progress = progress
-        self._cancelled = cancelled
-
-    def on_progress(self, future, bytes_transferred: int, **kwargs) -> None:
-        if self._cancelled.is_set():
-            future.cancel()
-        elif self._progress:
-            self._progress(bytes_transferred)
-
-
 class S3Storage(StorageBase):
     """A registry root at `s3://bucket/prefix`; thread-safe, one client shared by all calls."""
 
@@ -179,9 +149,9 @@ class S3Storage(StorageBase):
             raise UsageError(f"Invalid addressing_style {style!r} for {spec.label}: "
                              f"use one of {', '.join(ADDRESSING_STYLES)}.")
         try:
-            profile = options.get("profile") or None
-            session = boto3.session.Session(botocore_session=new_session(profile), profile_name=profile,
-                                            region_name=options.get("region") or None)
+            session = new_session(options.get("profile") or None)
+            if options.get("region"):
+                session.set_config_variable("region", options["region"])
         except ProfileNotFound as exc:
             raise ConfigError(f"AWS profile {exc.kwargs.get('profile')!r} for {spec.label} is not in "
                               f"~/.aws/config or ~/.aws/credentials: add it (aws configure "
@@ -205,11 +175,6 @@ class S3Storage(StorageBase):
         self._client = self._new_client()
         self.endpoint = self._client.meta.endpoint_url
         self._create_only_client = None
-        self._transfer_config = TransferConfig(
-            multipart_threshold=MULTIPART_THRESHOLD, multipart_chunksize=UPLOAD_PART_SIZE,
-            max_request_concurrency=UPLOAD_CONCURRENCY, io_chunksize=CHUNK_SIZE,
-            max_in_memory_upload_chunks=UPLOAD_CONCURRENCY,
-        )
         self._readers = ThreadPoolExecutor(self.parallel_transfers * DOWNLOAD_WINDOW,
                                            thread_name_prefix="s3-read")
         self._buffers = BufferPool(PART_SIZE, keep=DOWNLOAD_WINDOW + 1)
@@ -219,7 +184,7 @@ class S3Storage(StorageBase):
         self._lean: LeanRequests | None = LeanRequests(self._client, self.bucket)
 
     def _new_client(self):
-        client = self._session.client("s3", endpoint_url=self._endpoint_url, config=self._config)
+        client = self._session.create_client("s3", endpoint_url=self._endpoint_url, config=self._config)
         client.meta.events.register_first("needs-retry.s3", _no_retry_after_a_stall)
         return client
 
@@ -453,28 +418,11 @@ class S3Storage(StorageBase):
 
     def _upload_parts(self, key: str, source: Path | bytes | HashingReader, *, create_only: bool,
                       progress: Progress | None) -> None:
+        from modelreg.storage.s3.multipart import upload_in_parts  # s3transfer: only when uploading parts
+
         client = self._create_only() if create_only else self._client
-        # Per-part CRC32, not SHA-256: S3 cannot check a full-object SHA-256 of a multipart
-        # upload, and per-part SHA-256 measured 15% slower for the same protection in transit.
-        extra = {"ChecksumAlgorithm": "CRC32"}
-        subscribers: list[BaseSubscriber] = [_ProgressSubscriber(progress, self.cancelled)]
-        fileobj: object
-        if isinstance(source, HashingReader):
-            # A stream, read front to back by the submitting thread: each part's bytes are
-            # hashed as they are read, and held in memory until sent (UPLOAD_CONCURRENCY parts).
-            fileobj = source
-            subscribers.append(_SizeSubscriber(source.size))
-        elif isinstance(source, (bytes, bytearray, memoryview)):
-            fileobj = io.BytesIO(bytes(source))
-        else:
-            fileobj = str(source)
-        with TransferManager(client, self._transfer_config) as manager:
-            future = manager.upload(fileobj, self.bucket, self._key(key), extra_args=extra,
-                                    subscribers=subscribers)
-            try:
-                future.result()
-            except CancelledError as exc:
-                raise Cancelled(f"upload of {key} to {self.url} cancelled") from exc
+        upload_in_parts(client, self.bucket, self._key(key), source, progress, self.cancelled,
+                        f"upload of {key} to {self.url} cancelled")
 
     def _create_only(self):
         """A second client whose CompleteMultipartUpload requests carry `If-None-Match: *`."""
