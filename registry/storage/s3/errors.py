@@ -1,4 +1,4 @@
-"""Turning boto3/botocore failures into modelreg's typed errors, with what to do about each.
+"""Turning botocore failures into modelreg's typed errors, with what to do about each.
 
 One function, `translate_error`, used by every S3 call; messages name the bucket,
 key and endpoint and the server's own code, never credentials.

@@ -1,6 +1,6 @@
 """Small GETs and ListObjectsV2 pages without botocore's per-request pipeline, for `list` at scale.
 
-A boto3 `get_object` of a 2 KB manifest costs about 0.8 ms of client CPU (parameter
+A botocore client's `get_object` of a 2 KB manifest costs about 0.8 ms of client CPU (parameter
 validation, endpoint rules, a dozen event hooks, response parsing), and parsing a
 ListObjectsV2 page of 1,000 keys about 50 ms (`LastModified` goes through dateutil).
 Both hold the GIL, so for 10,000 versions they, not the server, set the pace.
@@ -17,9 +17,9 @@ Both hold the GIL, so for 10,000 versions they, not the server, set the pace.
 What it skips is what it cannot get wrong for these two requests: retries and error
 parsing. It answers only a plain success; anything else (an HTTP error, a dropped
 connection, an answer it does not understand) is `LeanUnavailable`, and the caller
-repeats the request through boto3, which retries, and explains failures with the
+repeats the request through the botocore client, which retries, and explains failures with the
 backend's usual messages. A request that stalled (no byte for `stall_timeout`) is the
-exception: it is not repeated (as boto3 would not), its error is raised as is.
+exception: it is not repeated (as the client would not), its error is raised as is.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ PROBE_KEY = "modelreg-lean-probe"
 
 
 class LeanUnavailable(Exception):
-    """This request needs boto3's full path (an error to retry or explain, or an unexpected answer)."""
+    """This request needs the client's full path (an error to retry or explain, or an unexpected answer)."""
 
     def __init__(self, reason: str, status: int | None = None) -> None:
         super().__init__(reason)
@@ -104,7 +104,7 @@ class LeanRequests:
                 self._client.list_objects_v2(Bucket=self._bucket, Prefix=probe)
         except _Stopped:
             pass
-        except (BotoCoreError, ClientError) as exc:  # e.g. no credentials: boto3's path will say so
+        except (BotoCoreError, ClientError) as exc:  # e.g. no credentials: the client's path will say so
             raise LeanUnavailable(str(exc)) from exc
         finally:
             events.unregister(sign_event, unique_id="modelreg-lean-sign")
@@ -134,7 +134,7 @@ class LeanRequests:
 
     def get(self, s3_key: str, limit: int) -> bytes:
         """The whole object at `s3_key` if it has at most `limit` bytes; `LeanUnavailable` otherwise
-        (absent, too large, any error): ask boto3 then."""
+        (absent, too large, any error): ask the client then."""
         base, context = self._template("GetObject")
         url = base + percent_encode(s3_key, safe="/~")
         response = self._send("GetObject", url, {"Range": f"bytes=0-{limit}"}, context)
@@ -198,7 +198,7 @@ def parse_list_page(body: bytes, date_header: str | None) -> ListPage:
 
 
 def _body(response, url: str) -> bytes:
-    """The whole body of a streamed response; a stall is botocore's `ReadTimeoutError`, as from boto3."""
+    """The whole body of a streamed response; a stall is botocore's `ReadTimeoutError`, as from the client."""
     try:
         body = response.raw.read()
     except urllib3.exceptions.ReadTimeoutError as exc:

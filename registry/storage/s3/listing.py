@@ -7,8 +7,8 @@ with a resolution of one second on some servers; an age below zero is reported a
 
 Objects are listed through `LeanRequests` when the storage has one (the same request,
 signed and sent by the client's own pieces, parsed without botocore's response parser:
-20,000 keys took 1 s of CPU through boto3's paginator, dateutil parsing each date);
-should it be unavailable for any page, the whole listing is repeated through boto3.
+20,000 keys took 1 s of CPU through botocore's paginator, dateutil parsing each date);
+should it be unavailable for any page, the whole listing is repeated through the botocore client.
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ def list_objects(client, bucket: str, root: str, prefix: str,
 
 
 def _list_lean(lean: LeanRequests, root: str, prefix: str) -> list[ObjectInfo]:
-    """`list_objects` through `lean`; `LeanUnavailable` when any page needs boto3."""
+    """`list_objects` through `lean`; `LeanUnavailable` when any page needs the client's full path."""
     strip = len(f"{root}/") if root else 0
     found = []
     token: str | None = None

@@ -103,7 +103,7 @@ class ServiceLoader(Loader):
 
 def new_session(profile: str | None = None) -> botocore.session.Session:
     """A botocore session (of `profile`) whose data loader is a `ServiceLoader` with the stock
-    search paths. Raises botocore's ProfileNotFound for an unknown profile, as boto3 would."""
+    search paths. Raises botocore's ProfileNotFound for an unknown profile, as boto3 did."""
     session = botocore.session.get_session()
     if profile is not None:
         session.set_config_variable("profile", profile)
