@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from modelreg.config import RemoteSpec
-from modelreg.errors import AlreadyExists, RemoteError, UntrustedError, UsageError
+from modelreg.errors import AlreadyExists, LocalIOError, RemoteError, UntrustedError, UsageError
 from modelreg.hashing import HashingSink
 from modelreg.layout import blob_key
 from modelreg.storage.ssh import backend as ssh
@@ -159,6 +159,21 @@ def test_accepted_new_host_key_is_recorded_and_trusted_afterwards(sshd_server, s
     assert known_hosts.read_text() == sshd_server.known_hosts_line
     with SSHStorage(with_options(ssh_remote, known_hosts=str(known_hosts))) as storage:
         assert storage.stat("blob") == 1
+
+
+def test_a_symlink_at_the_known_hosts_lock_is_refused_with_a_clear_error_and_nothing_changes(
+        ssh_remote, tmp_path):
+    known_hosts = tmp_path / "config" / "known_hosts"
+    known_hosts.parent.mkdir()
+    victim = tmp_path / "victim"
+    victim.write_text("keep")
+    (tmp_path / "config" / "known_hosts.lock").symlink_to(victim)
+    spec = with_options(ssh_remote, known_hosts=str(known_hosts), accept_new_host_key=True)
+    refused = r"Cannot record the SSH host key .*known_hosts.lock is refused"
+    with pytest.raises(LocalIOError, match=refused), SSHStorage(spec) as storage:
+        storage.stat("x")
+    assert not known_hosts.exists() and victim.read_text() == "keep"
+    assert [p.name for p in known_hosts.parent.iterdir()] == ["known_hosts.lock"]
 
 
 def test_accepting_a_new_host_key_needs_a_modelreg_known_hosts_file(ssh_remote):

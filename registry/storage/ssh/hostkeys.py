@@ -22,7 +22,7 @@ from pathlib import Path
 
 import paramiko
 
-from modelreg.errors import UntrustedError, UsageError
+from modelreg.errors import LocalIOError, UntrustedError, UsageError
 from modelreg.local.lockfile import FileLock
 
 _RECORD_LOCK = threading.Lock()
@@ -190,6 +190,18 @@ class HostKeyVerifier:
             raise UsageError(
                 f"Cannot accept the new SSH host key of {name}: no modelreg known_hosts file was "
                 f"given to record it in. Pass the 'known_hosts' option with a file path.")
+        try:
+            self._append(path, name, key)
+        except OSError as exc:
+            raise LocalIOError(
+                f"Cannot record the SSH host key of {name} in {path}: {exc.strerror or exc}"
+                f"{f' ({exc.filename})' if exc.filename else ''}. Nothing was changed. Make that "
+                f"directory writable (a symlink at {path}.lock is refused, never followed: remove "
+                f"it) and rerun with --accept-new-host-key.") from exc
+
+    @staticmethod
+    def _append(path: Path, name: str, key: paramiko.PKey) -> None:
+        """Add the line under a lock (`lockfile`), by writing a temp file and renaming it over."""
         line = f"{name} {key.get_name()} {key.get_base64()}\n"
         path.parent.mkdir(parents=True, exist_ok=True)
         with _RECORD_LOCK, FileLock(f"{path}.lock"):
