@@ -220,6 +220,20 @@ def test_the_cache_copy_of_a_large_download_leaves_memory_behind_the_writer(sett
         hashlib.sha256(big).hexdigest()
 
 
+def test_sync_file_range_is_found_without_starting_a_process(tmp_path, monkeypatch):
+    """`ctypes.util.find_library` runs `ldconfig -p`: a fork of a ~100 MB process in the middle of a pull."""
+    def no_process(*args, **kwargs):
+        raise AssertionError(f"a process was started: {args}")
+
+    monkeypatch.setattr(subprocess, "Popen", no_process)
+    function = dropbehind._load_sync_file_range()
+    assert function is not None  # Linux
+    with open(tmp_path / "f", "wb") as out:
+        out.write(b"x" * 8192)
+        out.flush()
+        assert function(out.fileno(), 0, 8192, 2) == 0
+
+
 def test_drop_behind_is_a_no_op_without_sync_file_range_and_stops_at_its_first_failure(tmp_path, monkeypatch):
     with open(tmp_path / "f", "wb") as out:
         monkeypatch.setattr(dropbehind, "_syscall", lambda: None)
