@@ -65,8 +65,10 @@ def summary(runs: list[float]) -> dict:
 
 
 class Bench:
-    def __init__(self, work: Path, sshd: SshdServer, seaweed: SeaweedServer, big: int, huge: int = 0) -> None:
+    def __init__(self, work: Path, sshd: SshdServer, seaweed: SeaweedServer, big: int, huge: int = 0,
+                 warmup: int = 1) -> None:
         self.work, self.sshd, self.seaweed = work, sshd, seaweed
+        self.warmup = warmup
         self.known_hosts = sshd.write_known_hosts(work / "known_hosts")
         home = work / "user-home"
         home.mkdir()
@@ -163,10 +165,22 @@ class Bench:
               + (f" ({row['reference']['median_s']:.3f} s)" if reference else ""), flush=True)
 
     def alternate(self, rounds: int, ours, reference, setup) -> tuple[list[float], list[int], list[float]]:
-        """Run both commands `rounds` times, taking turns going first; `setup()` is untimed."""
+        """Run both commands `rounds` times, taking turns going first; `setup()` is untimed.
+
+        Each command first runs `self.warmup` times untimed (as hyperfine's --warmup): the
+        first run of a case paid for whatever the previous case left (page cache, memory the
+        VM's host took back) and always fell to whichever tool went first.
+        """
         times: list[float] = []
         rss: list[int] = []
         ref_times: list[float] = []
+        for index in range(self.warmup):
+            for who in ("ours", "ref"):
+                setup(who, index)
+                if who == "ours":
+                    run_measured(*ours(index))
+                elif reference is not None:
+                    run_measured(*reference(index))
         for index in range(rounds):
             order = ("ours", "ref") if index % 2 == 0 else ("ref", "ours")
             for who in order:
@@ -297,25 +311,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", default="ssh,s3")
     parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "out" / "cli.json"))
     parser.add_argument("--workdir", default=tempfile.gettempdir())
+    parser.add_argument("--warmup", type=int, default=1, help="untimed runs of each command before its rounds")
     args = parser.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="modelreg-bench-cli-", dir=args.workdir))
     before = machine()
     try:
         with SshdServer(work / "sshd") as sshd, SeaweedServer(work / "seaweedfs") as seaweed:
-            bench = Bench(work, sshd, seaweed, parse_size(args.big), parse_size(args.huge))
+            bench = Bench(work, sshd, seaweed, parse_size(args.big), parse_size(args.huge), args.warmup)
             bench.run_help(args.rounds)
             for backend in args.only.split(","):
                 bench.run_backend(backend, args.rounds)
                 bench.run_memory(backend)
-                write_report(Path(args.out), args.rounds, before, bench.results)  # keep what is done
+                write_report(Path(args.out), args.rounds, args.warmup, before, bench.results)  # keep what is done
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print(f"wrote {args.out}")
     return 0
 
 
-def write_report(out: Path, rounds: int, before: dict, results: list[dict]) -> None:
-    report = {"rounds": rounds, "machine_before": before, "machine_after": machine(), "results": results}
+def write_report(out: Path, rounds: int, warmup: int, before: dict, results: list[dict]) -> None:
+    report = {"rounds": rounds, "warmup": warmup, "machine_before": before, "machine_after": machine(), "results": results}
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n")
 

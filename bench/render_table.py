@@ -60,13 +60,15 @@ def render(reports: list[dict]) -> str:
             if row["backend"] == "-" and rows and len(reports) > 1 and report is not reports[0]:
                 continue  # --help from the first run only
             rows[(row["backend"], row["case"], row["bundle"])] = row
-    report = {"rounds": reports[0]["rounds"], "results": list(rows.values())}
+    report = {"rounds": reports[0]["rounds"], "warmup": reports[0].get("warmup", 0), "results": list(rows.values())}
+    warmup = (f", after {report['warmup']} untimed run{'s' if report['warmup'] > 1 else ''} of each command"
+              if report["warmup"] else "")
     lines = [
         f"Whole commands as a user runs them (new processes), measured by `make bench` "
         f"(`python -m bench.bench_cli`); {'; '.join(runs)} (the machine was shared with other "
         f"jobs: absolute times include that load; compare the two tools of a row). "
         f"Median of {report['rounds']} runs "
-        f"(min–max), modelreg and the reference taking turns on the same files and loopback server; "
+        f"(min–max){warmup}, modelreg and the reference taking turns on the same files and loopback server; "
         f"fresh cache and empty `--dest` for every pull, empty remote root for every push. "
         f"Speed ratio = reference time / modelreg time (>1: modelreg faster).",
         "",
