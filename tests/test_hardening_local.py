@@ -406,3 +406,25 @@ def test_read_regular_treats_an_oversized_cache_file_as_absent(tmp_path):
     assert read_regular(path, limit=2048) is None
     path.write_bytes(b"x" * 2048)
     assert read_regular(path, limit=2048) == b"x" * 2048
+
+
+def test_read_regular_refuses_links_and_fifos_and_reads_files_whole(tmp_path):
+    """Only a regular file itself is read: a symlink or FIFO in its place is removed (never its target)."""
+    from modelreg.local.cache import read_regular
+
+    target = tmp_path / "target"
+    target.write_bytes(b"secret")
+    link = tmp_path / "link"
+    link.symlink_to(target)
+    assert read_regular(link) is None
+    assert not link.is_symlink() and target.read_bytes() == b"secret"
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    assert read_regular(str(fifo)) is None  # does not block on the FIFO
+    assert not fifo.exists()
+    assert read_regular(tmp_path / "absent") is None
+    big = os.urandom(3 * 64 * 1024 + 17)  # more than one read
+    (tmp_path / "big").write_bytes(big)
+    assert read_regular(tmp_path / "big") == big
+    (tmp_path / "empty").write_bytes(b"")
+    assert read_regular(tmp_path / "empty") == b""

@@ -310,14 +310,10 @@ def _fingerprint(info: os.stat_result) -> dict:
             "inode": info.st_ino, "device": info.st_dev}
 
 
-def open_regular(path: Path):
-    """Open `path` for reading only if it is a regular file itself (not a link, FIFO, device...).
-
-    Returns None when it is absent. A symlink or non-regular file in its place is
-    removed with `remove_entry` (the link, never its target) and reported as absent.
-    """
+def _open_regular_fd(path: str | Path) -> tuple[int, os.stat_result] | None:
+    """(fd, stat) of `path` opened for reading if it is a regular file itself, else None (see `open_regular`)."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:
         return None
     except OSError as exc:
@@ -325,30 +321,60 @@ def open_regular(path: Path):
             raise
         remove_entry(path)
         return None
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
+    try:
+        info = os.fstat(fd)
+    except BaseException:
+        os.close(fd)
+        raise
+    if not stat.S_ISREG(info.st_mode):
         os.close(fd)
         remove_entry(path)
         return None
-    os.set_blocking(fd, True)
-    return os.fdopen(fd, "rb")
+    return fd, info
+
+
+def open_regular(path: str | Path):
+    """Open `path` for reading only if it is a regular file itself (not a link, FIFO, device...).
+
+    Returns None when it is absent. A symlink or non-regular file in its place is
+    removed with `remove_entry` (the link, never its target) and reported as absent.
+    """
+    opened = _open_regular_fd(path)
+    if opened is None:
+        return None
+    os.set_blocking(opened[0], True)
+    return os.fdopen(opened[0], "rb")
 
 
 SMALL_FILE_LIMIT = 64 * 1024 * 1024
 """The most `read_regular` reads: manifests, records and the listing index are far smaller."""
 
 
-def read_regular(path: Path, limit: int = SMALL_FILE_LIMIT) -> bytes | None:
+def read_regular(path: str | Path, limit: int = SMALL_FILE_LIMIT) -> bytes | None:
     """The bytes of a small cache file that is a regular file itself, or None (see `open_regular`).
 
     A file larger than `limit` counts as absent (callers treat it like a missing or unreadable
-    record), so a planted huge file is never read into memory whole.
+    record), so a planted huge file is never read into memory whole. Read with `os.read` on
+    the descriptor, without a file object: `list` reads 10,000 cached manifests this way
+    (~100 µs each through `os.fdopen` and pathlib, measured in a repeated 10,000-version list).
     """
-    source = open_regular(path)
-    if source is None:
+    opened = _open_regular_fd(path)
+    if opened is None:
         return None
-    with source:
-        data = source.read(limit + 1)
-    return None if len(data) > limit else data
+    fd, info = opened
+    try:
+        parts, total = [], 0
+        while total <= limit:  # until EOF: the file may have grown since fstat
+            chunk = os.read(fd, min(limit + 1 - total, max(info.st_size + 1 - total, 64 * 1024)))
+            if not chunk:
+                break
+            parts.append(chunk)
+            total += len(chunk)
+    finally:
+        os.close(fd)
+    if total > limit:
+        return None
+    return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
 def open_new(path: Path, *, append_to_existing: bool = False):
@@ -357,7 +383,7 @@ def open_new(path: Path, *, append_to_existing: bool = False):
     return os.fdopen(os.open(path, flags, 0o644), "wb")
 
 
-def remove_entry(path: Path) -> None:
+def remove_entry(path: str | Path) -> None:
     """Remove a cache entry (a damaged blob, a link, a FIFO): unlinks the name, never what it points to."""
     try:
         os.unlink(path)

@@ -37,7 +37,7 @@ class ListingCache:
 
     def __init__(self, cache_root: Path, remote_url: str) -> None:
         self.remote_url = remote_url
-        self._objects = cache_root / "metadata" / "sha256"
+        self._objects = str(cache_root / "metadata" / "sha256")
         self.index_path = cache_root / "listings" / f"{hash_bytes(remote_url.encode())}.json"
         self._previous = self._load_index()
         self._current: dict[str, tuple[str, str]] = {}
@@ -51,8 +51,8 @@ class ListingCache:
             return {}
         return {key: (entry[0], entry[1]) for key, entry in raw["objects"].items()}
 
-    def _path(self, sha256: str) -> Path:
-        return self._objects / sha256[:2] / sha256
+    def _path(self, sha256: str) -> str:
+        return f"{self._objects}/{sha256[:2]}/{sha256}"  # a plain string: 10,000 of them per list
 
     def previous(self, prefix: str) -> dict[str, str]:
         """{key: fingerprint} of the keys under `prefix` the last listing read or reused."""
@@ -93,7 +93,7 @@ class ListingCache:
         path = self._path(digest)
         try:
             if read_regular(path) != data:
-                atomic_write(path, data)
+                atomic_write(Path(path), data)
         except OSError:
             return
         self._current[key] = (fingerprint, digest)
