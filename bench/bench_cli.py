@@ -330,7 +330,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def write_report(out: Path, rounds: int, warmup: int, before: dict, results: list[dict]) -> None:
-    report = {"rounds": rounds, "warmup": warmup, "machine_before": before, "machine_after": machine(), "results": results}
+    report = {"rounds": rounds, "warmup": warmup, "machine_before": before, "machine_after": machine(),
+              "results": results}
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n")
 
