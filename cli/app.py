@@ -323,7 +323,46 @@ def main(argv: Optional[list[str]] = None) -> None:
         exit_interrupted()
     if previous_handler is not None:
         signal.signal(signal.SIGINT, previous_handler)  # type: ignore[arg-type]
-    sys.exit(code if isinstance(code, int) else 0)
+    code = code if isinstance(code, int) else 0
+    if argv is None:  # the process's own entry point (not a caller's `main([...])`)
+        exit_without_shutdown(code)
+    sys.exit(code)
+
+
+def _flush_std_streams() -> bool:
+    """Flush stdout and stderr; False when either cannot be flushed (closed, broken pipe)."""
+    import sys
+
+    flushed = True
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            flushed = False
+    return flushed
+
+
+def exit_without_shutdown(code: int) -> None:
+    """Exit with `code` at once when the interpreter's shutdown has nothing left to do but tear down.
+
+    Tearing down the modules a transfer loaded (paramiko, botocore, cryptography...) took
+    ~27 ms of a 0.23 s `modelreg pull` over SSH (strace: from the result line to exit_group).
+    What shutdown does that matters is done first: the atexit callbacks (holds released,
+    temporary directories removed, logging flushed) and the flush of stdout and stderr.
+    Returns instead, leaving the exit to Python, while a non-daemon thread is still running
+    (shutdown would join it) or when a stream cannot be flushed.
+    """
+    import atexit
+    import os
+    import threading
+
+    main_thread = threading.main_thread()
+    if any(thread is not main_thread and not thread.daemon and thread.is_alive()
+           for thread in threading.enumerate()):
+        return
+    atexit._run_exitfuncs()
+    if _flush_std_streams():
+        os._exit(code)
 
 
 def exit_interrupted(grace: float = 1.0) -> None:
@@ -336,7 +375,6 @@ def exit_interrupted(grace: float = 1.0) -> None:
     their `.partial` file (a prefix of the blob), so the next pull resumes.
     """
     import os
-    import sys
     import threading
     import time
 
@@ -344,9 +382,5 @@ def exit_interrupted(grace: float = 1.0) -> None:
     for thread in threading.enumerate():
         if thread is not threading.main_thread() and not thread.daemon:
             thread.join(max(0.0, deadline - time.monotonic()))
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except (OSError, ValueError):
-            pass
+    _flush_std_streams()
     os._exit(INTERRUPTED)
