@@ -31,11 +31,14 @@ import time
 from pathlib import Path
 
 from bench.common import parse_size, write_random_file
+from bench.installed import modelreg_command
 from tests.servers.s3 import SeaweedServer
 from tests.servers.ssh import SshdServer
 
 BUCKET = "bench"
-MODELREG = str(Path(sys.executable).with_name("modelreg"))
+MODELREG = modelreg_command()
+PYTHON = str(Path(MODELREG).with_name("python"))
+"""The interpreter modelreg runs on, for the `python -c pass` row."""
 TIME = "/usr/bin/time"
 BUNDLE_FILES = {"best_model_v9.h5": 4_000_000, "label_classes_v9.npy": 200,
                 "audio_mean_v9.npy": 3_200, "audio_std_v9.npy": 3_200}
@@ -288,7 +291,7 @@ class Bench:
     def run_help(self, rounds: int) -> None:
         times, rss, _ = self.alternate(rounds, lambda i: ([MODELREG, "--help"], self.env), None,
                                        lambda who, index: None)
-        baseline, _rss, _ = self.alternate(rounds, lambda i: ([sys.executable, "-c", "pass"], self.env),
+        baseline, _rss, _ = self.alternate(rounds, lambda i: ([PYTHON, "-c", "pass"], self.env),
                                            None, lambda who, index: None)
         self.record("-", "--help", "", times, rss, None, None)
         self.record("-", "python -c pass", "", baseline, _rss, None, None)
@@ -299,6 +302,7 @@ def machine() -> dict:
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
                             cwd=Path(__file__).resolve().parent).stdout.strip()
     return {"cpus": os.cpu_count(), "loadavg": [round(x, 2) for x in load], "python": platform.python_version(),
+            "modelreg": "wheel" if "bench-venv" in MODELREG else "editable checkout",
             "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "commit": commit}
 
 

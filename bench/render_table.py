@@ -43,7 +43,9 @@ def size(row: dict) -> str:
 
 def describe_run(report: dict, backends: str) -> str:
     before, after = report["machine_before"], report["machine_after"]
-    return (f"{backends}: run of {before['date_utc'][:16]}Z at commit {before['commit']}, "
+    installed = {"wheel": ", modelreg installed from its wheel",
+                 "editable checkout": ", modelreg run from the editable checkout"}.get(before.get("modelreg", ""), "")
+    return (f"{backends}: run of {before['date_utc'][:16]}Z at commit {before['commit']}{installed}, "
             f"{before['cpus']} cores, load average {before['loadavg'][0]} before and "
             f"{after['loadavg'][0]} after")
 

@@ -16,10 +16,13 @@ in timed tests.
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from bench import installed
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 OUT = REPO_ROOT / "bench" / "out"
@@ -46,11 +49,16 @@ def main() -> int:
     parser.add_argument("--in-process", action="store_true",
                         help="also run the in-process backend benchmarks (12M,1G) into bench/out/")
     parser.add_argument("--list-versions", default="1000,10000", help="version counts for bench.bench_list")
+    parser.add_argument("--editable", action="store_true", help="time the checkout's editable install "
+                        "instead of the wheel installed into build/bench-venv (see bench.installed)")
     parser.add_argument("--no-list", action="store_true", help="skip bench.bench_list (and keep the "
                         "list table of an earlier run, if any)")
     args = parser.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
     py = sys.executable
+    if not args.editable:
+        print("=== building the wheel into build/bench-venv", flush=True)
+        os.environ["MODELREG_BENCH_BIN"] = str(installed.prepare())
     # One run (with its own sshd and SeaweedFS) per backend: SeaweedFS left idle for minutes
     # while the SSH cases ran answered InternalError to every upload (seen twice).
     results = [OUT / f"cli-{backend}.json" for backend in args.only.split(",")]
