@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from modelreg.errors import AlreadyExists
+from modelreg.file_writes import open_sliced
 
 
 def temp_name(path: Path, suffix: str = ".tmp") -> Path:
@@ -37,7 +38,7 @@ def atomic_output(path: Path, *, create_only: bool = False, mode: int = 0o644,
     temp = temp_name(path, suffix)
     fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
     try:
-        with os.fdopen(fd, "wb") as out:
+        with open_sliced(fd) as out:
             os.fchmod(out.fileno(), mode)
             yield out
             out.flush()

@@ -44,6 +44,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from modelreg.errors import DigestMismatch, LocalIOError, MissingFile
+from modelreg.file_writes import open_sliced
 from modelreg.hashing import CHUNK_SIZE, HashingSink, Progress, Sink
 from modelreg.layout import blob_key
 from modelreg.local.atomic import atomic_output, atomic_write, publish, temp_name
@@ -380,7 +381,7 @@ def read_regular(path: str | Path, limit: int = SMALL_FILE_LIMIT) -> bytes | Non
 def open_new(path: Path, *, append_to_existing: bool = False):
     """A binary write handle on a file this process creates (O_EXCL, O_NOFOLLOW): never through a link."""
     flags = os.O_WRONLY | os.O_NOFOLLOW | (os.O_APPEND if append_to_existing else os.O_CREAT | os.O_EXCL)
-    return os.fdopen(os.open(path, flags, 0o644), "wb")
+    return open_sliced(os.open(path, flags, 0o644))
 
 
 def remove_entry(path: str | Path) -> None:

@@ -30,6 +30,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from modelreg.errors import InvalidArtifact, LocalIOError, RegistryError
+from modelreg.file_writes import open_sliced
 from modelreg.layout import MANIFEST_NAME, SIGNATURE_NAME, SUMS_NAME
 from modelreg.local.cache import Cache, open_regular
 from modelreg.local.processes import dead_owner, owner_tag
@@ -308,7 +309,7 @@ def _read_previous_manifest(path: Path) -> list[str]:
 
 def _create(path: Path):
     path.parent.mkdir(parents=True, exist_ok=True)
-    return os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644), "wb")
+    return open_sliced(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644))
 
 
 def stage_verified_copy(cache: Cache, entry: FileEntry, target: Path) -> Path:

@@ -20,6 +20,7 @@ from urllib.parse import unquote, urlsplit
 
 from modelreg.config import RemoteSpec
 from modelreg.errors import AlreadyExists, LocalIOError, NotFound, RemoteError, UsageError
+from modelreg.file_writes import open_sliced
 from modelreg.hashing import CHUNK_SIZE, HashingReader, Progress
 from modelreg.storage.base import (
     TEMP_PREFIX,
@@ -123,7 +124,7 @@ class LocalStorage(StorageBase):
             target.parent.mkdir(parents=True, exist_ok=True)
             if create_only and target.exists():
                 raise AlreadyExists(f"{key} already exists in {self.url}.")
-            with open(temp, "wb") as out:
+            with open_sliced(temp) as out:
                 if data is not None:
                     out.write(data)
                     if progress:
