@@ -69,9 +69,9 @@ def summary(runs: list[float]) -> dict:
 
 class Bench:
     def __init__(self, work: Path, sshd: SshdServer, seaweed: SeaweedServer, big: int, huge: int = 0,
-                 warmup: int = 1) -> None:
+                 warmup: int = 1, settle: int = 1) -> None:
         self.work, self.sshd, self.seaweed = work, sshd, seaweed
-        self.warmup = warmup
+        self.warmup, self.settle = warmup, settle
         self.known_hosts = sshd.write_known_hosts(work / "known_hosts")
         home = work / "user-home"
         home.mkdir()
@@ -173,6 +173,13 @@ class Bench:
         Each command first runs `self.warmup` times untimed (as hyperfine's --warmup): the
         first run of a case paid for whatever the previous case left (page cache, memory the
         VM's host took back) and always fell to whichever tool went first.
+
+        With a reference, each timed run is followed by `self.settle` untimed runs of the same
+        command. On this VM the large pulls alternated between slow and fast runs by their
+        position in the sequence, whichever tool ran: in two `make bench` runs the first
+        command of every S3 504 MB round took 1.69-2.44 s and the second 1.16-1.29 s, and
+        with 5 rounds taken in turns one tool is first 3 times. With one settling run, every
+        timed run has the same position in that alternation.
         """
         times: list[float] = []
         rss: list[int] = []
@@ -187,13 +194,19 @@ class Bench:
         for index in range(rounds):
             order = ("ours", "ref") if index % 2 == 0 else ("ref", "ours")
             for who in order:
+                if who == "ref" and reference is None:
+                    continue
+                command = ours(index) if who == "ours" else reference(index)
                 setup(who, index)
+                elapsed, peak = run_measured(*command)
                 if who == "ours":
-                    elapsed, peak = run_measured(*ours(index))
                     times.append(elapsed)
                     rss.append(peak)
-                elif reference is not None:
-                    ref_times.append(run_measured(*reference(index))[0])
+                else:
+                    ref_times.append(elapsed)
+                for _ in range(self.settle if reference is not None else 0):
+                    setup(who, index)
+                    run_measured(*command)
         return times, rss, ref_times
 
     def pull_env(self, backend: str, tag: str) -> dict:
@@ -316,26 +329,30 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "out" / "cli.json"))
     parser.add_argument("--workdir", default=tempfile.gettempdir())
     parser.add_argument("--warmup", type=int, default=1, help="untimed runs of each command before its rounds")
+    parser.add_argument("--settle", type=int, default=1, help="untimed runs of the same command after each timed "
+                        "run of a case with a reference (see Bench.alternate)")
     args = parser.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="modelreg-bench-cli-", dir=args.workdir))
     before = machine()
     try:
         with SshdServer(work / "sshd") as sshd, SeaweedServer(work / "seaweedfs") as seaweed:
-            bench = Bench(work, sshd, seaweed, parse_size(args.big), parse_size(args.huge), args.warmup)
+            bench = Bench(work, sshd, seaweed, parse_size(args.big), parse_size(args.huge), args.warmup,
+                          args.settle)
             bench.run_help(args.rounds)
             for backend in args.only.split(","):
                 bench.run_backend(backend, args.rounds)
                 bench.run_memory(backend)
-                write_report(Path(args.out), args.rounds, args.warmup, before, bench.results)  # keep what is done
+                write_report(Path(args.out), args.rounds, args.warmup, args.settle, before,
+                             bench.results)  # keep what is done
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print(f"wrote {args.out}")
     return 0
 
 
-def write_report(out: Path, rounds: int, warmup: int, before: dict, results: list[dict]) -> None:
-    report = {"rounds": rounds, "warmup": warmup, "machine_before": before, "machine_after": machine(),
-              "results": results}
+def write_report(out: Path, rounds: int, warmup: int, settle: int, before: dict, results: list[dict]) -> None:
+    report = {"rounds": rounds, "warmup": warmup, "settle": settle, "machine_before": before,
+              "machine_after": machine(), "results": results}
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n")
 

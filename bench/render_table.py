@@ -62,9 +62,13 @@ def render(reports: list[dict]) -> str:
             if row["backend"] == "-" and rows and len(reports) > 1 and report is not reports[0]:
                 continue  # --help from the first run only
             rows[(row["backend"], row["case"], row["bundle"])] = row
-    report = {"rounds": reports[0]["rounds"], "warmup": reports[0].get("warmup", 0), "results": list(rows.values())}
+    report = {"rounds": reports[0]["rounds"], "warmup": reports[0].get("warmup", 0),
+              "settle": reports[0].get("settle", 0), "results": list(rows.values())}
     warmup = (f", after {report['warmup']} untimed run{'s' if report['warmup'] > 1 else ''} of each command"
               if report["warmup"] else "")
+    if report["settle"]:
+        warmup += (f", each timed run followed by {report['settle']} untimed run{'s' if report['settle'] > 1 else ''}"
+                   f" of the same command (`Bench.alternate` says why)")
     lines = [
         f"Whole commands as a user runs them (new processes), measured by `make bench` "
         f"(`python -m bench.bench_cli`); {'; '.join(runs)} (the machine was shared with other "
