@@ -350,12 +350,16 @@ def exit_without_shutdown(code: int) -> None:
     What shutdown does that matters is done first: the atexit callbacks (holds released,
     temporary directories removed, logging flushed) and the flush of stdout and stderr.
     Returns instead, leaving the exit to Python, while a non-daemon thread is still running
-    (shutdown would join it) or when a stream cannot be flushed.
+    (shutdown would join it), under a profiler or tracer (`python -m cProfile` writes its
+    results after the program returns), or when a stream cannot be flushed.
     """
     import atexit
     import os
+    import sys
     import threading
 
+    if sys.getprofile() is not None or sys.gettrace() is not None:
+        return
     main_thread = threading.main_thread()
     if any(thread is not main_thread and not thread.daemon and thread.is_alive()
            for thread in threading.enumerate()):

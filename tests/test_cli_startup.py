@@ -134,3 +134,12 @@ def test_a_command_exit_code_survives_the_quick_exit(tmp_path):
                           env=dict(os.environ), timeout=120)
     assert done.returncode == 2
     assert "no-such-command" in done.stderr
+
+
+def test_a_command_run_under_a_profiler_still_leaves_its_profile(tmp_path):
+    """`python -m cProfile` writes its results after the program returns: no quick exit under a profiler."""
+    profile = tmp_path / "help.prof"
+    done = subprocess.run([sys.executable, "-m", "cProfile", "-o", str(profile), "-m", "modelreg", "--help"],
+                          capture_output=True, text=True, env=dict(os.environ), timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert profile.stat().st_size > 0

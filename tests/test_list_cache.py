@@ -117,3 +117,15 @@ def test_a_damaged_listing_cache_is_read_again_from_the_remote(settings, file_re
             if path.is_file():
                 path.write_bytes(manifest_bytes("v0", accuracy=0.1))
     assert listed(file_target) == first
+
+
+def test_list_says_which_versions_the_local_cache_holds_byte_for_byte(settings, file_remote, file_target):
+    from modelreg.local.cache import Cache
+    from modelreg.refs import Ref
+
+    versions = publish_versions(file_remote, 3)
+    cache = Cache(settings.cache_dir)
+    cache.save_manifest_bytes(Ref("emotion", "v1"), versions["v1"])
+    cache.save_manifest_bytes(Ref("emotion", "v2"), manifest_bytes("v2", accuracy=0.9))  # not the remote's
+    rows = listed(file_target)
+    assert {version: row["cached"] for version, row in rows.items()} == {"v0": False, "v1": True, "v2": False}

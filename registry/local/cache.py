@@ -276,6 +276,14 @@ class Cache:
     def read_manifest_bytes(self, ref: Ref) -> bytes | None:
         return read_regular(self.manifest_path(ref))
 
+    def manifest_file_names(self, name: str) -> frozenset[str]:
+        """The file names under `manifests/<name>/` (empty when there is no such directory), so that a
+        caller asking about thousands of versions opens only the manifests that exist."""
+        try:
+            return frozenset(os.listdir(self.root / "manifests" / name))
+        except (FileNotFoundError, NotADirectoryError):
+            return frozenset()
+
     def load_manifest(self, ref: Ref) -> Manifest | None:
         data = self.read_manifest_bytes(ref)
         if data is None:
