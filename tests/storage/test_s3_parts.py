@@ -53,7 +53,10 @@ def test_parts_reuse_their_buffers_and_their_connections(storage, s3_remote, pay
     assert 0 < first_connections <= 4  # one per part fetched at once, at most
     assert read_all(storage, "blobs/big") == payload
     assert len(taken) == 6 and len(set(taken)) <= first_taken  # the second read allocated nothing new
-    assert len(new_connections) == first_connections  # each part's connection went back to the pool
+    # each part's connection went back to the pool: both reads together open no more connections than
+    # one read has requests in flight at once (4: the streamed part and 3 buffered ones). Which of them
+    # overlap depends on timing, so the second read may still need one the first did not (seen once).
+    assert len(new_connections) <= 4
     storage.close()
 
 
