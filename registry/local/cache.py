@@ -281,7 +281,7 @@ class Cache:
         caller asking about thousands of versions opens only the manifests that exist."""
         try:
             return frozenset(os.listdir(self.root / "manifests" / name))
-        except (FileNotFoundError, NotADirectoryError):
+        except OSError:  # absent, not a directory, unreadable: nothing to show as cached
             return frozenset()
 
     def load_manifest(self, ref: Ref) -> Manifest | None:
